@@ -1,0 +1,129 @@
+"""Atomic file writing and safe loading of user files."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from typing import IO, Any
+
+import numpy as np
+
+
+def check_output_path(path: str | os.PathLike, *, overwrite: bool, suffixes: tuple[str, ...]):
+    """Check an output path before any work is done, and return it as a string.
+
+    Raises:
+        ValueError: if the suffix is not one of ``suffixes``.
+        FileExistsError: if the file exists and ``overwrite`` is false.
+        FileNotFoundError: if the parent directory does not exist.
+    """
+    path = os.fspath(path)
+    if not path.endswith(suffixes):
+        raise ValueError(
+            f"output file {path!r} must end with {' or '.join(suffixes)}"
+        )
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(f"{path} already exists; pass overwrite (--force) to replace it")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise FileNotFoundError(f"directory {parent} does not exist")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike, *, overwrite: bool) -> Iterator[IO[bytes]]:
+    """Open a temporary file beside ``path`` and move it into place on success.
+
+    The temporary file is removed if the body raises, so a failed write leaves
+    nothing behind. Without ``overwrite`` the final step is a hard link, which
+    fails if another writer created ``path`` in the meantime; with it, the
+    final step is ``os.replace``. Either way a reader sees the old file or the
+    complete new one, never a partial file.
+
+    Raises:
+        FileExistsError: if ``path`` exists and ``overwrite`` is false.
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(f"{path} already exists; pass overwrite (--force) to replace it")
+
+    handle = tempfile.NamedTemporaryFile(
+        mode="wb", dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp", delete=False
+    )
+    try:
+        with handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        if overwrite:
+            os.replace(handle.name, path)
+        else:
+            _link_no_clobber(handle.name, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(handle.name)
+
+
+def _link_no_clobber(source: str, destination: str) -> None:
+    try:
+        os.link(source, destination)
+    except FileExistsError:
+        raise FileExistsError(
+            f"{destination} already exists; pass overwrite (--force) to replace it"
+        ) from None
+    except OSError:
+        # Some file systems have no hard links; fall back to a checked rename,
+        # which can race with a concurrent writer.
+        if os.path.exists(destination):
+            raise FileExistsError(
+                f"{destination} already exists; pass overwrite (--force) to replace it"
+            ) from None
+        os.replace(source, destination)
+
+
+def write_npz(path: str | os.PathLike, arrays: dict[str, Any], *, overwrite: bool) -> None:
+    """Write ``arrays`` to an uncompressed ``.npz`` file atomically."""
+    numpy_arrays = {name: np.asarray(value) for name, value in arrays.items()}
+    with atomic_output(path, overwrite=overwrite) as handle:
+        np.savez(handle, **numpy_arrays)
+
+
+def write_npy(path: str | os.PathLike, array: Any, *, overwrite: bool) -> None:
+    """Write one array to a ``.npy`` file atomically."""
+    with atomic_output(path, overwrite=overwrite) as handle:
+        np.save(handle, np.asarray(array), allow_pickle=False)
+
+
+def write_bytes(path: str | os.PathLike, writer: Callable[[IO[bytes]], None], *, overwrite: bool):
+    """Call ``writer`` on a temporary file and move it to ``path`` atomically."""
+    with atomic_output(path, overwrite=overwrite) as handle:
+        writer(handle)
+
+
+def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Read every array of an ``.npz`` file without unpickling anything.
+
+    Raises:
+        ValueError: if the file is not a valid ``.npz`` archive or holds
+            object arrays, which would need pickle to load.
+    """
+    path = os.fspath(path)
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if not isinstance(archive, np.lib.npyio.NpzFile):
+                raise ValueError(f"{path} is a .npy file, not an .npz archive")
+            return {name: archive[name] for name in archive.files}
+    except ValueError as error:
+        if "allow_pickle" in str(error) or "Object arrays" in str(error):
+            raise ValueError(
+                f"{path} holds object arrays, which are not loaded because that would "
+                "run pickle; save plain numeric arrays"
+            ) from None
+        raise ValueError(f"{path} is not a valid .npz file: {error}") from None
+    except (OSError, EOFError) as error:
+        if isinstance(error, FileNotFoundError):
+            raise
+        raise ValueError(f"{path} is not a valid .npz file: {error}") from None

@@ -1,0 +1,5 @@
+"""Target distributions."""
+
+from boltzkit.targets.gaussian_mixture import DiagonalGaussianMixture
+
+__all__ = ["DiagonalGaussianMixture"]
