@@ -42,7 +42,7 @@ BLOCK_SIZE = 2**16
 _FIELDS = ("samples", "log_probs", "scores")
 
 
-def split_key(type: str, seed: Any = 0) -> jax.Array:  # noqa: A002
+def split_key(type: str, seed: Any = 0) -> jax.Array:
     """Return the key of a dataset split.
 
     Args:

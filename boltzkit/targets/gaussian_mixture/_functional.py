@@ -82,10 +82,10 @@ def _squared_distances(x, means, inv_stds):
     if dim <= MAX_UNROLLED_DIM:
         total = None
         for d in range(dim):
-            z = (x[:, d, None] - means[:, d]) * inv_stds[:, d]
+            z = (x[:, d, None] - means[None, :, d]) * inv_stds[None, :, d]
             total = z * z if total is None else total + z * z
         return total
-    z = (x[:, None, :] - means) * inv_stds
+    z = (x[:, None, :] - means[None]) * inv_stds[None]
     return jnp.sum(z * z, axis=-1)
 
 
@@ -99,10 +99,10 @@ def _far_responsibilities(x, means, inv_stds):
     if dim <= MAX_UNROLLED_DIM:
         total = None
         for d in range(dim):
-            z = (x[:, d, None] * _FAR_SCALE - means[:, d] * _FAR_SCALE) * inv_stds[:, d]
+            z = (x[:, d, None] * _FAR_SCALE - means[None, :, d] * _FAR_SCALE) * inv_stds[None, :, d]
             total = z * z if total is None else total + z * z
     else:
-        z = (x[:, None, :] * _FAR_SCALE - means * _FAR_SCALE) * inv_stds
+        z = (x[:, None, :] * _FAR_SCALE - means[None] * _FAR_SCALE) * inv_stds[None]
         total = jnp.sum(z * z, axis=-1)
     nearest = jnp.argmin(total, axis=-1)
     return jax.nn.one_hot(nearest, means.shape[0], dtype=x.dtype)
@@ -116,7 +116,7 @@ def _component_log_joints(means, diag_stds, logits, x):
     # log(std) of a negative std is NaN, so invalid parameters that reach a
     # jitted call give NaN rather than the density of |std|.
     log_norm = log_weights - jnp.sum(jnp.log(diag_stds), axis=-1) - 0.5 * dim * LOG_2PI
-    return log_norm - 0.5 * _squared_distances(x, means, inv_stds), inv_stds
+    return log_norm[None, :] - 0.5 * _squared_distances(x, means, inv_stds), inv_stds
 
 
 def _logsumexp_rows(a):
@@ -145,12 +145,12 @@ def _weighted_pull(r, x, means, inv_stds):
     inv_vars = inv_stds * inv_stds
     if dim <= MAX_UNROLLED_DIM:
         columns = [
-            jnp.sum(r * ((means[:, d] - x[:, d, None]) * inv_vars[:, d]), axis=-1)
+            jnp.sum(r * ((means[None, :, d] - x[:, d, None]) * inv_vars[None, :, d]), axis=-1)
             for d in range(dim)
         ]
         return jnp.stack(columns, axis=-1)
     return jnp.einsum(
-        "nk,nkd->nd", r, (means - x[:, None, :]) * inv_vars, precision=jax.lax.Precision.HIGHEST
+        "nk,nkd->nd", r, (means[None] - x[:, None, :]) * inv_vars[None], precision=jax.lax.Precision.HIGHEST
     )
 
 
@@ -162,10 +162,11 @@ def _mean_tangent(r, x, means, inv_stds, dmeans):
         total = 0.0
         for d in range(dim):
             total = total + jnp.sum(
-                r * ((x[:, d, None] - means[:, d]) * inv_vars[:, d] * dmeans[:, d]), axis=-1
+                r * ((x[:, d, None] - means[None, :, d]) * inv_vars[None, :, d] * dmeans[None, :, d]),
+                axis=-1,
             )
         return total
-    coefficients = (x[:, None, :] - means) * inv_vars
+    coefficients = (x[:, None, :] - means[None]) * inv_vars[None]
     return jnp.einsum(
         "nk,nkd,kd->n", r, coefficients, dmeans, precision=jax.lax.Precision.HIGHEST
     )
@@ -177,12 +178,14 @@ def _std_tangent(r, x, means, inv_stds, dstds):
     if dim <= MAX_UNROLLED_DIM:
         total = 0.0
         for d in range(dim):
-            z = (x[:, d, None] - means[:, d]) * inv_stds[:, d]
-            total = total + jnp.sum(r * ((z * z - 1.0) * inv_stds[:, d] * dstds[:, d]), axis=-1)
+            z = (x[:, d, None] - means[None, :, d]) * inv_stds[None, :, d]
+            total = total + jnp.sum(
+                r * ((z * z - 1.0) * inv_stds[None, :, d] * dstds[None, :, d]), axis=-1
+            )
         return total
-    z = (x[:, None, :] - means) * inv_stds
+    z = (x[:, None, :] - means[None]) * inv_stds[None]
     return jnp.einsum(
-        "nk,nkd,kd->n", r, (z * z - 1.0) * inv_stds, dstds, precision=jax.lax.Precision.HIGHEST
+        "nk,nkd,kd->n", r, (z * z - 1.0) * inv_stds[None], dstds, precision=jax.lax.Precision.HIGHEST
     )
 
 
@@ -212,7 +215,7 @@ def _log_prob_rows_jvp(primals, tangents):
     if not _is_zero(dlogits):
         # d log w_k = dlogits_k - sum_j w_j dlogits_j, and the responsibilities sum to one.
         weights = jax.nn.softmax(logits)
-        tangent = tangent + (jnp.sum(r * dlogits, axis=-1) - jnp.sum(weights * dlogits))
+        tangent = tangent + (jnp.sum(r * dlogits[None, :], axis=-1) - jnp.sum(weights * dlogits))
     if not _is_zero(dmeans):
         tangent = tangent + _mean_tangent(r, x, means, inv_stds, dmeans)
     if not _is_zero(dstds):

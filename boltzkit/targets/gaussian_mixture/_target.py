@@ -280,7 +280,7 @@ class DiagonalGaussianMixture:
         return jax.nn.softmax(self.logits, axis=-1)
 
     @property
-    def logZ(self) -> float:  # noqa: N802 - the field's name for the log normalizer
+    def logZ(self) -> float:
         """The log normalizing constant of :meth:`log_prob`: 0.0, the density is normalized."""
         return 0.0
 
@@ -413,7 +413,7 @@ class DiagonalGaussianMixture:
 
     def load_dataset(
         self,
-        type: str,  # noqa: A002 - the name used across sampler benchmarks
+        type: str,
         length: int,
         include_samples: bool = True,
         include_log_probs: bool = False,

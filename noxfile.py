@@ -1,0 +1,30 @@
+"""Developer sessions: tests, lint, docs and benchmarks.
+
+Run ``nox -l`` to list them and ``nox -s NAME`` to run one.
+"""
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "docs"]
+nox.options.default_venv_backend = "venv"
+
+
+@nox.session(python="3.11")
+def tests(session: nox.Session) -> None:
+    """Run the test suite and the docstring examples."""
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session(python="3.11")
+def lint(session: nox.Session) -> None:
+    """Check style and common errors with ruff."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", "boltzkit", "tests", "benchmarks", "noxfile.py")
+
+
+@nox.session(python="3.11")
+def docs(session: nox.Session) -> None:
+    """Build the documentation with warnings as errors."""
+    session.install("-e", ".[docs]")
+    session.run("mkdocs", "build", "--strict")
