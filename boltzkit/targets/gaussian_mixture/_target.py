@@ -58,7 +58,7 @@ def _check_concrete_parameters(means, diag_stds, logits) -> None:
 
 
 @jax.tree_util.register_pytree_node_class
-@dataclasses.dataclass(frozen=True, init=False, eq=False)
+@dataclasses.dataclass(frozen=True, init=False, eq=False, repr=False)
 class DiagonalGaussianMixture:
     r"""A mixture of Gaussians with diagonal covariances.
 
@@ -141,6 +141,14 @@ class DiagonalGaussianMixture:
         object.__setattr__(self, "means", means.astype(dtype))
         object.__setattr__(self, "diag_stds", diag_stds.astype(dtype))
         object.__setattr__(self, "logits", logits.astype(dtype))
+
+    def __repr__(self) -> str:
+        batch = self.means.shape[:-2]
+        batch_text = f", batch_shape={tuple(batch)}" if batch else ""
+        return (
+            f"DiagonalGaussianMixture(n_components={self.n_components}, dim={self.dim}, "
+            f"dtype={self.means.dtype}{batch_text})"
+        )
 
     # ----------------------------------------------------------------- pytree
 
@@ -380,6 +388,12 @@ class DiagonalGaussianMixture:
         indices = jnp.asarray(indices)
         if not jnp.issubdtype(indices.dtype, jnp.integer):
             raise TypeError(f"indices must be integers, got dtype {indices.dtype}")
+        if not is_traced(indices) and indices.size:
+            low, high = int(indices.min()), int(indices.max())
+            if low < 0 or high >= datasets.MAX_STREAM_LENGTH:
+                raise ValueError(
+                    f"indices must lie in [0, 2**32 - 1), got values from {low} to {high}"
+                )
         flat = indices.reshape(-1).astype(jnp.uint32)
         samples = _sample_indices(self, key, flat)
         return samples.reshape((*indices.shape, self.dim))
