@@ -120,7 +120,7 @@ def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Read every array of an ``.npz`` file without unpickling anything.
 
     Raises:
-        ValueError: if the file is not a valid ``.npz`` archive or holds
+        ValueError: if the file is not a valid ``.npz`` archive or contains
             object arrays, which would need pickle to load.
     """
     path = os.fspath(path)
