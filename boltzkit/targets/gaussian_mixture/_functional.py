@@ -225,9 +225,20 @@ def _log_prob_rows_jvp(primals, tangents):
 
 def _map_rows(fn, x, rows_per_chunk):
     """Apply ``fn`` to the rows of ``x`` in chunks so that memory stays bounded."""
-    if x.shape[0] <= rows_per_chunk:
+    n_rows = x.shape[0]
+    if n_rows <= rows_per_chunk:
         return fn(x)
-    return jax.lax.map(fn, x, batch_size=rows_per_chunk)
+
+    n_full = n_rows // rows_per_chunk
+    split = n_full * rows_per_chunk
+    head = x[:split].reshape((n_full, rows_per_chunk, *x.shape[1:]))
+    head_out = jax.tree.map(
+        lambda value: value.reshape((split, *value.shape[2:])), jax.lax.map(fn, head)
+    )
+    if split == n_rows:
+        return head_out
+    tail_out = fn(x[split:])
+    return jax.tree.map(lambda a, b: jnp.concatenate([a, b]), head_out, tail_out)
 
 
 def _flatten_points(means, diag_stds, logits, x):
