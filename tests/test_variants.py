@@ -12,8 +12,7 @@ import pytest
 
 from boltzkit.targets import DiagonalGaussianMixture
 from boltzkit.targets._builtin import BUILTIN_TARGETS, builtin_target
-from boltzkit.targets.gaussian_mixture import GMM40_VARIANTS
-from boltzkit.targets.gaussian_mixture import _variants
+from boltzkit.targets.gaussian_mixture import GMM40_VARIANTS, _variants
 
 # torch.manual_seed(0); (torch.rand((40, 2)) - 0.5) * 80 in float32, as hex
 # strings of the float32 values. torch 2.13.0 on CPU gives these bits, and
@@ -291,7 +290,7 @@ def test_fab_jax_without_flag(monkeypatch):
     monkeypatch.delattr(jax, "threefry_partitionable", raising=False)
     shipped = DiagonalGaussianMixture.create_gmm40(dim=50, variant="fab-jax")
     assert shipped.means.shape == (40, 50)
-    with pytest.raises(RuntimeError, match="jax < 0.5 random stream"):
+    with pytest.raises(RuntimeError, match=r"jax < 0\.5 random stream"):
         DiagonalGaussianMixture.create_gmm40(dim=3, variant="fab-jax")
 
 
@@ -303,7 +302,7 @@ def test_variant_names_listed():
 
 
 def test_unknown_variant_rejected():
-    with pytest.raises(ValueError, match="variant must be one of default, fab-torch.*got 'idem'"):
+    with pytest.raises(ValueError, match=r"variant must be one of default, fab-torch.*got 'idem'"):
         DiagonalGaussianMixture.create_gmm40(variant="idem")
 
 
