@@ -360,3 +360,15 @@ def test_means_data_declared_as_package_data():
     assert data_file.is_file()
     relative = data_file.relative_to(root / "boltzkit").as_posix()
     assert any(Path(relative).match(pattern) for pattern in patterns), patterns
+
+
+@needs_flag
+def test_fab_jax_ignores_default_prng_impl():
+    expected = jax_uniform_reference(3, 40, 0, 40.0, partitionable=False)
+    previous = jax.config.jax_default_prng_impl
+    jax.config.update("jax_default_prng_impl", "rbg")
+    try:
+        target = DiagonalGaussianMixture.create_gmm40(dim=3, variant="fab-jax")
+    finally:
+        jax.config.update("jax_default_prng_impl", previous)
+    np.testing.assert_array_equal(np.asarray(target.means), expected)
