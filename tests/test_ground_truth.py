@@ -3,9 +3,9 @@
 Every closed form is compared with an independent float64 NumPy reference
 written here and with a Monte Carlo estimate from exact samples at a fixed
 seed. A Monte Carlo check passes when the estimate lies within 5 standard
-errors of the exact value; the standard error is estimated from the same
-samples, so a correct closed form fails with probability below 1e-6 per
-checked number.
+errors of the exact value, with the standard error estimated from the same
+samples. Under the normal approximation, a correct closed form fails such a
+check with probability about 6e-7 per checked number.
 """
 
 import math

@@ -15,8 +15,7 @@ from boltzkit.targets._builtin import BUILTIN_TARGETS, builtin_target
 from boltzkit.targets.gaussian_mixture import GMM40_VARIANTS, _variants
 
 # torch.manual_seed(0); (torch.rand((40, 2)) - 0.5) * 80 in float32, as hex
-# strings of the float32 values. torch 2.13.0 on CPU gives these bits, and
-# two copies of the fab-torch means published by other groups agree with them.
+# strings of the float32 values, as regenerated with torch 2.13.0 on CPU.
 FAB_TORCH_MEANS_HEX = (
     ("-0x1.32a9000000000p-2", "0x1.5752ec0000000p+4"),
     ("-0x1.075fdc0000000p+5", "-0x1.d700400000000p+4"),

@@ -188,8 +188,8 @@ def responsibilities(means: Any, diag_stds: Any, logits: Any, x: Any) -> jax.Arr
     Computed with JAX in the wider float dtype of the parameters and points,
     in chunks of rows like :func:`log_prob`; it traces under ``jit``. Every
     row sums to one. Where every component density underflows, the component
-    nearest in standardized distance gets probability one; a tie in that
-    distance at float precision goes to the lowest index.
+    nearest in standardized distance gets probability one. When those
+    distances tie at float precision, the lowest index wins.
 
     Example:
         >>> import jax.numpy as jnp

@@ -513,8 +513,8 @@ class DiagonalGaussianMixture:
         """Return the exact mean ``E[x]`` of shape ``(D,)``.
 
         Computed in float64 with NumPy from the stored parameters, whatever
-        the x64 setting; under ``jit`` it is computed with JAX in the
-        parameters' dtype instead.
+        the x64 setting. Under ``jit``, JAX computes it in the parameters'
+        dtype instead.
 
         Example:
             >>> target = DiagonalGaussianMixture.create_isotropic([[0.0, 2.0], [4.0, 6.0]])
@@ -589,7 +589,7 @@ class DiagonalGaussianMixture:
         """Return the marginal distribution of the coordinates ``dims``, a diagonal mixture.
 
         Args:
-            dims: an int or a sequence of distinct ints; negative values
+            dims: an int or a sequence of distinct ints. Negative values
                 count from the end. The marginal's coordinates follow this order.
 
         Example:
