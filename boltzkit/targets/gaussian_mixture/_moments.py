@@ -71,6 +71,13 @@ def _weights(xp, logits):
     return unnormalized / xp.sum(unnormalized)
 
 
+def _dot(xp, left, right):
+    """Return ``left @ right``, in full float32 precision on accelerators for JAX arrays."""
+    if xp is np:
+        return left @ right
+    return jnp.matmul(left, right, precision=jax.lax.Precision.HIGHEST)
+
+
 def _symmetrize(matrix):
     # The two triangles of a weighted outer product can round differently.
     return 0.5 * (matrix + matrix.T)
@@ -99,7 +106,7 @@ def mixture_mean(means: Any, diag_stds: Any, logits: Any) -> Any:
         array([2., 4.])
     """
     xp, a = _parameters(means, diag_stds, logits)
-    return _weights(xp, a["logits"]) @ a["means"]
+    return _dot(xp, _weights(xp, a["logits"]), a["means"])
 
 
 def mixture_second_moment(means: Any, diag_stds: Any, logits: Any) -> Any:
@@ -112,8 +119,8 @@ def mixture_second_moment(means: Any, diag_stds: Any, logits: Any) -> Any:
     """
     xp, a = _parameters(means, diag_stds, logits)
     weights = _weights(xp, a["logits"])
-    outer = a["means"].T @ (weights[:, None] * a["means"])
-    return _symmetrize(outer) + xp.diag(weights @ (a["diag_stds"] ** 2))
+    outer = _dot(xp, a["means"].T, weights[:, None] * a["means"])
+    return _symmetrize(outer) + xp.diag(_dot(xp, weights, a["diag_stds"] ** 2))
 
 
 def mixture_covariance(means: Any, diag_stds: Any, logits: Any) -> Any:
@@ -129,9 +136,9 @@ def mixture_covariance(means: Any, diag_stds: Any, logits: Any) -> Any:
     """
     xp, a = _parameters(means, diag_stds, logits)
     weights = _weights(xp, a["logits"])
-    centered = a["means"] - (weights @ a["means"])[None, :]
-    spread = centered.T @ (weights[:, None] * centered)
-    return _symmetrize(spread) + xp.diag(weights @ (a["diag_stds"] ** 2))
+    centered = a["means"] - _dot(xp, weights, a["means"])[None, :]
+    spread = _dot(xp, centered.T, weights[:, None] * centered)
+    return _symmetrize(spread) + xp.diag(_dot(xp, weights, a["diag_stds"] ** 2))
 
 
 def quadratic_expectation(
@@ -176,10 +183,10 @@ def quadratic_expectation(
 
     weights = _weights(xp, a["logits"])
     shifted = a["means"] + a["s"][None, :]
-    quadratic = xp.sum((shifted @ a["A"]) * shifted, axis=1)
-    trace = (a["diag_stds"] ** 2) @ xp.diag(a["A"])
-    linear = shifted @ a["b"]
-    return weights @ (quadratic + trace + linear)
+    quadratic = xp.sum(_dot(xp, shifted, a["A"]) * shifted, axis=1)
+    trace = _dot(xp, a["diag_stds"] ** 2, xp.diag(a["A"]))
+    linear = _dot(xp, shifted, a["b"])
+    return _dot(xp, weights, quadratic + trace + linear)
 
 
 def responsibilities(means: Any, diag_stds: Any, logits: Any, x: Any) -> jax.Array:

@@ -125,9 +125,9 @@ def _check_fixed(variant: str, **values: Any) -> None:
         published = 2 if name == "dim" else _PUBLISHED[name]
         if value != published:
             raise ValueError(
-                f"{name} must be {published} for variant {variant!r}, got {value}: its means "
-                "were drawn once with torch.manual_seed(0) in shape (40, 2) and ship as data; "
-                "use variant='default' or 'fab-jax' for other shapes"
+                f"{name} must be {published} for variant {variant!r}, got {value}, because its "
+                "means were drawn once with torch.manual_seed(0) in shape (40, 2) and ship as "
+                "data. Use variant='default' or 'fab-jax' for other shapes and seeds"
             )
 
 
