@@ -20,8 +20,9 @@ standard deviation:
   jax >= 0.5, which gives other means.
 
 The torch means cannot be recomputed without torch, so they ship as package
-data. The legacy JAX means ship for the published shapes (40, 2) and (40, 50);
-other shapes are recomputed while JAX still offers the legacy stream.
+data. The legacy JAX means ship for the shapes (40, 2) and (40, 50) with seed
+0. Other shapes and seeds are recomputed while JAX still offers the legacy
+stream.
 """
 
 from __future__ import annotations
@@ -40,8 +41,10 @@ import numpy as np
 from boltzkit import _keys
 from boltzkit._validation import check_int, check_real
 
-# softplus(1.0) and softplus(0.1) rounded to float32, the values that torch
-# computes in float32 for the scale parameters of these targets.
+# softplus(1.0) rounded to float32, which is what torch computes for the
+# fab-torch scale. The CRAFT std is softplus(0.1) with the same rounding.
+# NOTE: whether the CRAFT baseline stored softplus(0.1) in float32 or float64
+# is unverified; the two values differ by 1.3e-8.
 FAB_TORCH_STD = float(np.float32(math.log1p(math.e)))
 CRAFT_STD = float(np.float32(math.log1p(math.exp(0.1))))
 
