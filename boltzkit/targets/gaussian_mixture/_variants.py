@@ -99,8 +99,8 @@ def jax_uniform_means(
             has ``jax.threefry_partitionable``.
 
     Example:
-        >>> jax_uniform_means(2, 40, 40.0, 0, legacy=True)[0].tolist()
-        [-15.758228302001953, 18.116531372070312]
+        >>> jax_uniform_means(2, 40, 40.0, 0, legacy=False)[0].tolist()
+        [35.81336212158203, 38.28639221191406]
     """
     if not hasattr(jax, "threefry_partitionable"):
         if legacy:
