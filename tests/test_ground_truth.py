@@ -430,7 +430,7 @@ def test_marginal_density_integrates_out_coordinate():
         ([], ValueError, "dims must select at least one coordinate"),
         ([0, 0], ValueError, "dims must not repeat a coordinate"),
         ([0, -3], ValueError, "dims must not repeat a coordinate"),
-        ([3], ValueError, r"dims must index the dimension 3 \(in \[-3, 3\)\), got 3"),
+        ([3], ValueError, r"dims must be in \[-3, 3\) for a target of dimension 3, got 3"),
         ([-4], ValueError, "got -4"),
         ([0.0], TypeError, "dims must contain only ints, got 0.0"),
         ([True], TypeError, "dims must contain only ints, got True"),

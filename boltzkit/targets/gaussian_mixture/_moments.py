@@ -245,7 +245,7 @@ def check_dims(dims: Any, dim: int) -> tuple[int, ...]:
             raise TypeError(f"dims must contain only ints, got {value!r} in {list(dims)!r}")
         if not -dim <= value < dim:
             raise ValueError(
-                f"dims must index the dimension {dim} (in [{-dim}, {dim})), got {value}"
+                f"dims must be in [{-dim}, {dim}) for a target of dimension {dim}, got {value}"
             )
         checked.append(int(value) % dim)
     if not checked:
