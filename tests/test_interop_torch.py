@@ -152,23 +152,36 @@ def test_no_graph_without_requires_grad(bridge):
     assert not inside_no_grad.requires_grad
 
 
-def test_float32_points_float64_target(x64):
-    target = DiagonalGaussianMixture(MEANS, STDS, LOGITS)
-    assert target.dtype == np.float64
+@pytest.mark.parametrize(
+    ("target_dtype", "x_dtype", "result_dtype"),
+    [
+        ("float32", "float32", "float32"),
+        ("float32", "float64", "float64"),
+        ("float64", "float32", "float64"),
+        ("float64", "float64", "float64"),
+    ],
+)
+def test_dtype_combinations(x64, target_dtype, x_dtype, result_dtype):
+    target = DiagonalGaussianMixture(*(np.asarray(p, target_dtype) for p in (MEANS, STDS, LOGITS)))
+    assert target.dtype == np.dtype(target_dtype)
     bridge = to_torch(target)
-    x = float32_points().requires_grad_()
+    x = torch.tensor(POINTS, dtype=getattr(torch, x_dtype), requires_grad=True)
 
     values = bridge.log_prob(x)
     values.sum().backward()
+    scores = bridge.score(x.detach())
 
-    assert bridge.dtype == torch.float64
-    assert values.dtype == torch.float64
-    assert x.grad.dtype == torch.float32
-    reference_points = x.detach().numpy().astype(np.float64)
-    assert_close(values.detach().numpy(), mixture_log_prob(MEANS, STDS, LOGITS, reference_points),
-                 rtol=1e-12, atol=1e-12)
-    assert_close(x.grad.numpy(), mixture_score(MEANS, STDS, LOGITS, reference_points),
-                 rtol=1e-6, atol=1e-6)
+    assert bridge.dtype == getattr(torch, target_dtype)
+    assert values.dtype == getattr(torch, result_dtype)
+    assert scores.dtype == getattr(torch, result_dtype)
+    assert x.grad.dtype == x.dtype
+    # The reference uses the parameters and points as the bridge saw them.
+    params = [np.asarray(p, np.float64) for p in (target.means, target.diag_stds, target.logits)]
+    points = x.detach().numpy().astype(np.float64)
+    rtol = 1e-12 if result_dtype == "float64" else 1e-5
+    assert_close(values.detach().numpy(), mixture_log_prob(*params, points), rtol=rtol, atol=rtol)
+    assert_close(scores.numpy(), mixture_score(*params, points), rtol=100 * rtol, atol=rtol)
+    assert_close(x.grad.numpy(), mixture_score(*params, points), rtol=max(100 * rtol, 1e-6), atol=1e-6)
 
 
 # -------------------------------------------------------------- derivatives
@@ -225,7 +238,7 @@ def test_score_double_backward_raises(bridge):
     weights = torch.ones(7, 2, requires_grad=True)
     (product,) = torch.autograd.grad((bridge.score(x) * weights).sum(), x, create_graph=True)
 
-    with pytest.raises(RuntimeError, match="TorchTarget.score can be differentiated only once"):
+    with pytest.raises(RuntimeError, match=r"TorchTarget\.score can be differentiated only once"):
         product.sum().backward()
 
 
@@ -244,9 +257,9 @@ def test_in_place_change_before_backward_raises(bridge):
 
 def test_rejects_non_tensor(bridge):
     for value in (POINTS, POINTS.tolist()):
-        with pytest.raises(TypeError, match="x must be a torch.Tensor"):
+        with pytest.raises(TypeError, match=r"x must be a torch\.Tensor"):
             bridge.log_prob(value)
-        with pytest.raises(TypeError, match="x must be a torch.Tensor"):
+        with pytest.raises(TypeError, match=r"x must be a torch\.Tensor"):
             bridge.score(value)
 
 
@@ -380,6 +393,20 @@ def test_outputs_share_jax_memory():
     assert tensor.tolist() == [[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]]
 
 
+def test_outputs_not_shared_with_residuals(bridge):
+    # Writing into a returned tensor must not change what the backward pass reads.
+    x = float32_points().requires_grad_()
+    for forward in (_torch_autograd._log_prob_with_pullback, _torch_autograd._score_with_pullback):
+        output, pullback = forward(bridge.target, _torch_autograd.tensor_to_jax(x))
+        residual_pointers = {leaf.unsafe_buffer_pointer() for leaf in jax.tree.leaves(pullback)}
+        assert output.unsafe_buffer_pointer() not in residual_pointers
+
+    values = bridge.log_prob(x)
+    values.detach().fill_(0.0)
+    values.backward(torch.ones(7))
+    assert_close(x.grad.numpy(), mixture_score(MEANS, STDS, LOGITS, POINTS), rtol=1e-4, atol=1e-5)
+
+
 def test_aligned_inputs_read_in_place():
     x = float32_points()
     assert x.data_ptr() % 64 == 0
@@ -427,6 +454,24 @@ def test_reverse_kl_training_converges():
     assert np.mean(losses[-50:]) < 0.02
     assert_close(mean.detach().numpy(), target_mean, rtol=0.0, atol=0.1, name="mean")
     assert_close(torch.exp(log_std).detach().numpy(), target_std, rtol=0.05, atol=0.0, name="std")
+
+
+# TorchDynamo reads .grad of the bridge's non-leaf output when it resumes after
+# the graph break, and its own warning filter fails once warnings are errors.
+@pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf:UserWarning")
+def test_torch_compile_runs_bridge_eagerly(bridge):
+    def loss(x):
+        return -(2.0 * bridge.log_prob(x)).mean()
+
+    compiled = torch.compile(loss, backend="eager")
+    x_eager = float32_points().requires_grad_()
+    x_compiled = float32_points().requires_grad_()
+
+    loss(x_eager).backward()
+    compiled(x_compiled).backward()
+
+    assert torch.equal(x_compiled.grad, x_eager.grad)
+    assert torch.equal(compiled(float32_points()), loss(float32_points()))
 
 
 # ----------------------------------------------------------------- examples

@@ -63,7 +63,7 @@ class LogProbFunction(torch.autograd.Function):
     """``target.log_prob(x)`` whose backward pass is JAX's vector-Jacobian product.
 
     When ``x`` requires grad, the forward pass runs ``jax.vjp`` and keeps its
-    pullback, which holds JAX's residuals. Under ``create_graph=True`` the
+    pullback, which contains JAX's residuals. Under ``create_graph=True`` the
     gradient is built from :class:`ScoreFunction` instead, so that second
     derivatives come from JAX's Hessian-vector product.
     """
