@@ -349,6 +349,17 @@ def test_rejects_non_target():
     with pytest.raises(TypeError, match="got a ndarray without"):
         TorchTarget(np.zeros(3))
 
+    class NotAPytree:
+        dim = 2
+
+        def log_prob(self, x):
+            return x
+
+        score = sample = log_prob
+
+    with pytest.raises(TypeError, match="must be registered as a JAX pytree, got a NotAPytree"):
+        to_torch(NotAPytree())
+
 
 def test_missing_torch_raises_import_error(monkeypatch, target):
     monkeypatch.setitem(sys.modules, "torch", None)

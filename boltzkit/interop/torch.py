@@ -66,7 +66,7 @@ class TorchTarget:
     Raises:
         ImportError: if PyTorch is not installed.
         TypeError: if ``target`` lacks ``log_prob``, ``score``, ``sample``
-            or ``dim``.
+            or ``dim``, or is not a JAX pytree.
 
     Example:
         >>> import torch
@@ -85,6 +85,13 @@ class TorchTarget:
             raise TypeError(
                 "target must be a boltzkit target with methods log_prob, score and sample and an "
                 f"int dim, got a {type(target).__name__} without {', '.join(missing)}"
+            )
+        # The target is an argument of jitted functions, so it must be a pytree of arrays.
+        if jax.tree_util.treedef_is_leaf(jax.tree.structure(target)):
+            raise TypeError(
+                f"target must be registered as a JAX pytree, got a {type(target).__name__} that "
+                "JAX treats as a single leaf; register it with "
+                "jax.tree_util.register_pytree_node_class"
             )
         self._target = target
 
