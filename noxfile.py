@@ -12,7 +12,7 @@ nox.options.default_venv_backend = "venv"
 @nox.session(python="3.11")
 def tests(session: nox.Session) -> None:
     """Run the test suite and the docstring examples."""
-    session.install("-e", ".[test,torch]")
+    session.install("-e", ".[test,torch]", "-c", ".ci/constraints.txt")
     session.run("python", "-m", "pytest", *session.posargs)
 
 
