@@ -9,8 +9,7 @@ import pytest
 import scipy.stats
 
 import boltzkit
-from boltzkit.targets import DiagonalGaussianMixture
-from boltzkit.targets import gaussian_mixture
+from boltzkit.targets import DiagonalGaussianMixture, gaussian_mixture
 from tests._reference import (
     as_float32,
     assert_close,
@@ -74,7 +73,7 @@ def test_target_is_frozen():
 
 
 def test_properties():
-    target, (means, stds, logits) = small_target(k=4, d=3)
+    target, (_, _, logits) = small_target(k=4, d=3)
     assert target.dim == 3
     assert target.n_components == 4
     assert target.logZ == 0.0
