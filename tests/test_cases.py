@@ -428,7 +428,7 @@ def test_far_from_modes_gmm40_float32():
     check_tiled_variant(FAR_FROM_MODES, 9)
 
 
-def test_far_from_modes_score_points_to_nearest_mode():
+def test_far_score_points_to_nearest_mode():
     target = build(FAR_FROM_MODES)
     means = np.asarray(FAR_FROM_MODES["means"], np.float64)
     x = np.asarray(FAR_FROM_MODES["x"], np.float64)
@@ -515,7 +515,7 @@ def test_nonpositive_std_raises():
                                        for name, value in kwargs.items()})
 
 
-def test_nonpositive_std_under_jit_is_not_the_abs_value():
+def test_nonpositive_std_under_jit_gives_nan():
     case = NONPOSITIVE_STD
     x = jnp.asarray(case["x"], jnp.float32)
 
@@ -570,7 +570,7 @@ def test_vmap_over_stds_constructing_inside():
                  rtol=tol[0], atol=tol[1], name="jit vmap log_prob")
 
 
-def test_vmap_returning_targets_can_be_vmapped_again():
+def test_vmap_returned_targets_vmap_again():
     case = VMAP_AND_PYTREE
     x = np.asarray(case["x"], np.float32)
     batched = jnp.asarray(case["batched_diag_stds"], jnp.float32)

@@ -130,7 +130,7 @@ def test_offset_windows_equal_slices(gmm40, long_train):
         assert_derived_values_close(window, expected)
 
 
-def test_windows_of_full_blocks_are_bit_identical(gmm40, long_train):
+def test_full_block_windows_bit_identical(gmm40, long_train):
     # Windows evaluated with the same block size run the same program.
     boundary = datasets.BLOCK_SIZE
     window = gmm40.load_dataset("train", boundary, offset=4464, include_log_probs=True,
@@ -146,7 +146,7 @@ def test_windows_concatenate_to_the_stream(gmm40):
     np.testing.assert_array_equal(np.concatenate(parts), whole)
 
 
-def test_far_offset_is_cheap_and_matches_sample_at(gmm40):
+def test_far_offset_matches_sample_at(gmm40):
     offset = 2**32 - 11
     window = gmm40.load_dataset("test", 10, offset=offset)
     key = datasets.split_key("test", 0)
@@ -154,7 +154,7 @@ def test_far_offset_is_cheap_and_matches_sample_at(gmm40):
                                   gmm40.sample_at(key, offset + np.arange(10, dtype=np.uint32)))
 
 
-def test_log_probs_and_scores_equal_target_methods(gmm40, long_train):
+def test_derived_values_equal_target_methods(gmm40, long_train):
     # More than one chunk of rows: the dataset and the methods run the same
     # chunked computation on the same float32 samples, so equality is exact.
     log_probs, scores = gmm40.log_prob_and_score(long_train.samples)

@@ -99,7 +99,7 @@ def test_logZ_matches_numerical_integral():
 # ---------------------------------------------------------- factories
 
 
-def test_create_isotropic_scalar_and_per_component_std():
+def test_create_isotropic_std_forms():
     means = [[0.0, 1.0], [2.0, 3.0]]
     target = DiagonalGaussianMixture.create_isotropic(means, std=0.5, logits=[0.1, 0.2])
     np.testing.assert_array_equal(target.diag_stds, np.full((2, 2), 0.5, np.float32))
@@ -109,7 +109,7 @@ def test_create_isotropic_scalar_and_per_component_std():
     np.testing.assert_array_equal(target.logits, np.zeros(2, np.float32))
 
 
-def test_create_isotropic_uniform_draws_numpy_uniform_means():
+def test_create_isotropic_uniform_numpy_means():
     target = DiagonalGaussianMixture.create_isotropic_uniform(
         std=0.7, n_components=5, dim=3, mean_range=(-2.0, 6.0), seed=123)
     expected = np.random.default_rng(123).uniform(-2.0, 6.0, (5, 3))
@@ -188,7 +188,7 @@ def test_constructor_rejects_bad_parameters(kwargs, error, name):
         DiagonalGaussianMixture(**kwargs)
 
 
-def test_error_messages_say_what_arrived_and_what_is_expected():
+def test_error_messages_show_shapes_and_values():
     with pytest.raises(ValueError, match=r"\(n_components, dim\).*\(3,\)"):
         DiagonalGaussianMixture(np.zeros(3), np.ones(3))
     with pytest.raises(ValueError, match=r"diag_stds.*\(2, 1\).*\(2,\)"):
@@ -249,7 +249,7 @@ def test_non_numeric_points_raise_type_error():
 # ---------------------------------------------------------- methods
 
 
-def test_methods_match_reference_for_all_point_shapes():
+def test_methods_match_reference_all_shapes():
     target, (means, stds, logits) = small_target(seed=2, k=3, d=2)
     x = as_float32(np.random.default_rng(0).normal(size=(2, 3, 2)) * 3)[0]
     for points in (x[0, 0], x[0], x, x.tolist()):
@@ -268,7 +268,7 @@ def test_methods_match_reference_for_all_point_shapes():
             assert_close(grad, expected_score, rtol=2e-5, atol=2e-5, name="score")
 
 
-def test_point_of_length_k_is_one_point_when_dim_equals_k():
+def test_length_k_point_when_dim_equals_k():
     target, (means, stds, logits) = small_target(seed=3, k=2, d=2)
     value = target.log_prob(np.array([0.5, -0.5]))
     assert value.shape == ()
@@ -399,7 +399,7 @@ def test_jit_over_targets_traces_once():
     assert len(traces) == 2
 
 
-def test_methods_do_not_recompile_for_new_instances():
+def test_methods_reuse_compilation_across_instances():
     from boltzkit.targets.gaussian_mixture import _target
 
     x = np.zeros((5, 2), np.float32)
@@ -667,7 +667,7 @@ def test_zero_weight_component_never_sampled(dead):
         assert np.all(np.isfinite(np.asarray(leaf)))
 
 
-def test_tiny_weight_component_is_sampled_at_its_rate():
+def test_tiny_weight_sampled_at_its_rate():
     # A weight of about 1e-3 must neither vanish nor be inflated.
     target = well_separated_target(np.log([1e-3, 0.999]))
     n = 50000
