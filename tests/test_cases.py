@@ -1,6 +1,6 @@
 """Numerical cases drawn from public bug reports against other mixture libraries.
 
-Each constant holds one case's parameters, points and float64 expected values,
+Each constant contains one case's parameters, points and float64 expected values,
 copied here so that the tests need nothing outside the repository. Where a case
 exercises one formulation of the core, a variant with more than
 ``MAX_UNROLLED_DIM`` coordinates checks the same kind of failure on the other.
@@ -642,11 +642,11 @@ def test_jit_sample_valid_components():
     case = JIT_SAMPLE
     target = build(case)
     draw = jax.jit(lambda t, key: t.sample(case["n_samples"], seed=key))
-    # NOTE: with the target closed over, its parameters are compile-time
-    # constants, and XLA then rounds some samples differently when every std
-    # is exactly 1.0 (jax 0.10.2, CPU: by up to one float32 spacing at the
-    # larger of the sample's and the means' magnitude). With the target passed as an argument the bits
-    # equal those of the eager call.
+    # NOTE: a target closed over becomes compile-time constants. When every std
+    # is exactly 1.0, XLA then rounds some samples differently from the eager
+    # call, by up to one float32 spacing at the larger of the sample's and the
+    # means' magnitude (jax 0.10.2, CPU). A target passed as an argument gives
+    # the eager bits.
     draw_closed_over = jax.jit(lambda key: target.sample(case["n_samples"], seed=key))
     means = np.asarray(case["means"], np.float64)
     for seed in case["seeds"]:
