@@ -146,7 +146,7 @@ def _read_npz_handle(path: str, handle: IO[bytes]) -> dict[str, np.ndarray]:
     except ValueError as error:
         if "allow_pickle" in str(error) or "Object arrays" in str(error):
             raise ValueError(
-                f"{path} holds object arrays, which are not loaded because that would "
+                f"{path} contains object arrays, which are not loaded because that would "
                 "run pickle; save plain numeric arrays"
             ) from None
         raise ValueError(f"{path} is not a valid .npz file: {error}") from None

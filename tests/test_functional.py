@@ -102,11 +102,11 @@ def test_values_match_reference(k, d):
 
     value = log_prob(*params)
     assert value.dtype == jnp.float32
-    assert_log_prob_close(value, means, stds, logits, x, rtol=2e-6)
+    assert_log_prob_close(value, means, stds, logits, x, rtol=1e-6)
 
     grad = score(*params)
     assert grad.dtype == jnp.float32
-    assert_score_close(grad, means, stds, logits, x, rtol=2e-5)
+    assert_score_close(grad, means, stds, logits, x, rtol=4e-6)
 
     both = log_prob_and_score(*params)
     np.testing.assert_array_equal(both[0], value)
@@ -121,7 +121,9 @@ def test_extreme_logits(k, d):
     x = points_near_modes(rng, means, stds, 50)
     means, stds, logits, x = as_float32(means, stds, logits, x)
     params = to_jax(means, stds, logits, x)
-    assert_log_prob_close(log_prob(*params), means, stds, logits, x, rtol=2e-6)
+    assert_log_prob_close(log_prob(*params), means, stds, logits, x, rtol=1e-6)
+    # Log-weights of size 80 carry float32 rounding of about 80 * 6e-8 into
+    # the responsibilities, hence a looser bound than elsewhere.
     assert_score_close(score(*params), means, stds, logits, x, rtol=2e-5)
 
 
@@ -134,8 +136,8 @@ def test_unequal_stds_across_decades(d):
     x = points_near_modes(rng, means, stds, 40)
     means, stds, logits, x = as_float32(means, stds, logits, x)
     params = to_jax(means, stds, logits, x)
-    assert_log_prob_close(log_prob(*params), means, stds, logits, x, rtol=2e-6)
-    assert_score_close(score(*params), means, stds, logits, x, rtol=2e-5)
+    assert_log_prob_close(log_prob(*params), means, stds, logits, x, rtol=1e-6)
+    assert_score_close(score(*params), means, stds, logits, x, rtol=4e-6)
 
 
 @pytest.mark.parametrize("d", [2, F.MAX_UNROLLED_DIM + 1])
@@ -153,8 +155,8 @@ def test_points_far_from_every_mode_float32(d):
     params = to_jax(means, stds, logits, x)
     value, grad = log_prob_and_score(*params)
     assert np.all(np.asarray(value) < -1e3)
-    assert_log_prob_close(value, means, stds, logits, x, rtol=2e-6)
-    assert_score_close(grad, means, stds, logits, x, rtol=2e-5)
+    assert_log_prob_close(value, means, stds, logits, x, rtol=1e-6)
+    assert_score_close(grad, means, stds, logits, x, rtol=4e-6)
 
 
 def test_overflowing_distances_point_to_nearest_mode():
@@ -180,8 +182,8 @@ def test_single_point_and_batch_shapes():
         value, grad = log_prob_and_score(*params, jnp.asarray(points, jnp.float32))
         assert value.shape == shape[:-1]
         assert grad.shape == shape
-        assert_log_prob_close(value, means, stds, logits, points, rtol=2e-6)
-        assert_score_close(grad, means, stds, logits, points, rtol=2e-5)
+        assert_log_prob_close(value, means, stds, logits, points, rtol=1e-6)
+        assert_score_close(grad, means, stds, logits, points, rtol=4e-6)
 
 
 def test_empty_batch():
@@ -202,8 +204,8 @@ def test_chunked_rows_match_single_chunk(k, d):
     means, stds, logits, x = as_float32(means, stds, logits, x)
     params = to_jax(means, stds, logits)
     value, grad = log_prob_and_score(*params, jnp.asarray(x, jnp.float32))
-    assert_log_prob_close(value, means, stds, logits, x, rtol=2e-6)
-    assert_score_close(grad, means, stds, logits, x, rtol=2e-5)
+    assert_log_prob_close(value, means, stds, logits, x, rtol=1e-6)
+    assert_score_close(grad, means, stds, logits, x, rtol=4e-6)
     head_value, head_grad = log_prob_and_score(*params, jnp.asarray(x[:5], jnp.float32))
     np.testing.assert_allclose(value[:5], head_value, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(grad[:5], head_grad, rtol=1e-5, atol=1e-6)
@@ -235,8 +237,8 @@ def test_jit_matches_eager(d):
     value, grad = jax.jit(F.log_prob_and_score)(*params)
     np.testing.assert_allclose(value, eager_value, rtol=1e-6, atol=1e-5)
     np.testing.assert_allclose(grad, eager_grad, rtol=1e-5, atol=1e-5)
-    assert_log_prob_close(eager_value, means, stds, logits, x, rtol=2e-6)
-    assert_score_close(eager_grad, means, stds, logits, x, rtol=2e-5)
+    assert_log_prob_close(eager_value, means, stds, logits, x, rtol=1e-6)
+    assert_score_close(eager_grad, means, stds, logits, x, rtol=4e-6)
 
 
 @pytest.mark.parametrize("d", [3, F.MAX_UNROLLED_DIM + 3])
@@ -248,7 +250,7 @@ def test_vmap_over_points_matches_batched_call(d):
     mapped = jax.jit(jax.vmap(lambda p: F.log_prob(*params, p)))(points)
     np.testing.assert_allclose(mapped, batched, rtol=1e-6, atol=1e-5)
     mapped_score = jax.jit(jax.vmap(jax.vmap(jax.grad(lambda p: F.log_prob(*params, p)))))(points)
-    assert_score_close(mapped_score, means, stds, logits, x.reshape(5, 6, d), rtol=2e-5)
+    assert_score_close(mapped_score, means, stds, logits, x.reshape(5, 6, d), rtol=4e-6)
 
 
 def test_vmap_over_parameters():
@@ -262,7 +264,7 @@ def test_vmap_over_parameters():
     values = jax.jit(jax.vmap(F.log_prob, in_axes=(0, 0, 0, None)))(*to_jax(means, stds, logits, x))
     assert values.shape == (4, 6)
     for i in range(4):
-        assert_log_prob_close(values[i], means[i], stds[i], logits[i], x, rtol=2e-6)
+        assert_log_prob_close(values[i], means[i], stds[i], logits[i], x, rtol=1e-6)
 
 
 def test_grad_of_log_prob_is_score():
@@ -357,8 +359,8 @@ def test_neg_inf_logit_finite_everywhere(dead, d):
     params = to_jax(means, stds, logits, x)
 
     value, grad = log_prob_and_score(*params)
-    assert_log_prob_close(value, means, stds, logits, x, rtol=2e-6)
-    assert_score_close(grad, means, stds, logits, x, rtol=2e-5)
+    assert_log_prob_close(value, means, stds, logits, x, rtol=1e-6)
+    assert_score_close(grad, means, stds, logits, x, rtol=4e-6)
 
     grads = jax.jit(jax.grad(total_log_prob, argnums=(0, 1, 2)))(*params)
     for g in grads:
