@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import zipfile
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
@@ -124,14 +125,36 @@ def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
             object arrays, which would need pickle to load.
     """
     path = os.fspath(path)
-    with open(path, "rb") as handle:
-        magic = handle.read(4)
-    if magic != b"PK\x03\x04":
-        raise ValueError(f"{path} is not a valid .npz file: it is not a zip archive")
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            if not isinstance(archive, np.lib.npyio.NpzFile):
-                raise ValueError(f"{path} is a .npy file, not an .npz archive")
+        handle = open(path, "rb")
+    except FileNotFoundError:
+        raise
+    except OSError as error:
+        raise ValueError(f"{path} is not a valid .npz file: {error}") from None
+    # NumPy closes a file it opened itself only on success, so the handle is
+    # owned here to close it on every error as well.
+    with handle:
+        return _read_npz_handle(path, handle)
+
+
+def _read_npz_handle(path: str, handle: IO[bytes]) -> dict[str, np.ndarray]:
+    try:
+        loaded = np.load(handle, allow_pickle=False)
+    except ValueError as error:
+        if "allow_pickle" in str(error):
+            # Neither a zip archive nor a .npy header: NumPy would unpickle it.
+            raise ValueError(
+                f"{path} is not an .npz archive; it could only be read with pickle, which "
+                "boltzkit never runs"
+            ) from None
+        raise ValueError(f"{path} is not a valid .npz file: {error}") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as error:
+        raise ValueError(f"{path} is not a valid .npz file: {error}") from None
+
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path} is a .npy file, not an .npz archive")
+    try:
+        with loaded as archive:
             return {name: archive[name] for name in archive.files}
     except ValueError as error:
         if "allow_pickle" in str(error) or "Object arrays" in str(error):
@@ -140,9 +163,7 @@ def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
                 "them would run pickle; save plain numeric arrays instead"
             ) from None
         raise ValueError(f"{path} is not a valid .npz file: {error}") from None
-    except (OSError, EOFError) as error:
-        if isinstance(error, FileNotFoundError):
-            raise
+    except (OSError, EOFError, zipfile.BadZipFile) as error:
         raise ValueError(f"{path} is not a valid .npz file: {error}") from None
 
 

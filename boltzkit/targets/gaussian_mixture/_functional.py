@@ -226,21 +226,20 @@ def _log_prob_rows_jvp(primals, tangents):
 
 
 def _map_rows(fn, x, rows_per_chunk):
-    """Apply ``fn`` to the rows of ``x`` in chunks so that memory stays bounded."""
+    """Apply ``fn`` to the rows of ``x`` in chunks so that memory stays bounded.
+
+    ``fn`` takes a ``(rows, d)`` array and returns arrays whose leading axis
+    is ``rows``. The last chunk is padded with copies of the first row, whose
+    results are dropped.
+    """
     n_rows = x.shape[0]
     if n_rows <= rows_per_chunk:
         return fn(x)
-
-    n_full = n_rows // rows_per_chunk
-    split = n_full * rows_per_chunk
-    head = x[:split].reshape((n_full, rows_per_chunk, *x.shape[1:]))
-    head_out = jax.tree.map(
-        lambda value: value.reshape((split, *value.shape[2:])), jax.lax.map(fn, head)
-    )
-    if split == n_rows:
-        return head_out
-    tail_out = fn(x[split:])
-    return jax.tree.map(lambda a, b: jnp.concatenate([a, b]), head_out, tail_out)
+    n_chunks = -(-n_rows // rows_per_chunk)
+    padding = jnp.broadcast_to(x[:1], (n_chunks * rows_per_chunk - n_rows, x.shape[1]))
+    chunks = jnp.concatenate([x, padding]).reshape((n_chunks, rows_per_chunk, x.shape[1]))
+    results = jax.lax.map(fn, chunks)
+    return jax.tree.map(lambda out: out.reshape((-1, *out.shape[2:]))[:n_rows], results)
 
 
 def _flatten_points(means, diag_stds, logits, x):
