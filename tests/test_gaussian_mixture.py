@@ -223,7 +223,7 @@ def test_error_messages_show_shapes_and_values():
         (lambda: DiagonalGaussianMixture.create_isotropic_uniform(seed=-1), ValueError, "seed"),
         (lambda: DiagonalGaussianMixture.create_gmm40(loc_scaling=0.0), ValueError,
          "loc_scaling"),
-        (lambda: DiagonalGaussianMixture.create_gmm40(scale=-1.0), ValueError, "std"),
+        (lambda: DiagonalGaussianMixture.create_gmm40(scale=-1.0), ValueError, "scale"),
     ],
 )
 def test_factories_reject_bad_arguments(call, error, name):
