@@ -265,5 +265,63 @@ def test_parameter_gradients_match_reference_float64():
         jax.config.update("jax_enable_x64", previous)
 
 
+def _nearest_pull(means, stds, logits, x):
+    """Return the float64 pull toward the nearest component of positive weight."""
+    squared = np.sum(((x[:, None, :] - means[None]) / stds[None]) ** 2, axis=-1)
+    squared[:, np.isneginf(logits)] = np.inf
+    nearest = np.argmin(squared, axis=-1)
+    return (means[nearest] - x) / stds[nearest] ** 2, nearest
+
+
+@pytest.mark.parametrize("dim", [2, 20])
+def test_overflow_score_points_to_nearest_mode(dim):
+    rng = np.random.default_rng(dim)
+    means = rng.uniform(-1e19, 1e19, size=(6, dim)).astype(np.float32)
+    stds = (10.0 ** rng.uniform(-1, 0.5, size=(6, dim))).astype(np.float32)
+    logits = np.array([0.0, -np.inf, 1.0, -3.0, -np.inf, 2.0], np.float32)
+    far = rng.choice([-1.0, 1.0], size=(4, dim)) * rng.uniform(2e20, 1e21, size=(4, dim))
+    near = means[[0, 2]] + stds[[0, 2]] * rng.normal(size=(2, dim))
+    x = np.concatenate([far, near]).astype(np.float32)
+    target = DiagonalGaussianMixture(means, stds, logits)
+
+    values, scores = (np.asarray(a, np.float64) for a in target.log_prob_and_score(x))
+    x64_, means64, stds64, logits64 = (a.astype(np.float64) for a in (x, means, stds, logits))
+    squared = np.sum(((x64_[:, None, :] - means64[None]) / stds64[None]) ** 2, axis=-1)
+    assert (squared[:4].min(axis=-1) > np.finfo(np.float32).max).all()
+
+    assert np.isfinite(scores).all()
+    assert np.isneginf(values[:4]).all()
+    expected, _ = _nearest_pull(means64, stds64, logits64, x64_[:4])
+    np.testing.assert_allclose(scores[:4], expected, rtol=1e-5)
+    direction = np.sum(scores[:4] * expected, axis=-1)
+    assert (direction > 0).all()
+
+    near_expected = mixture_score(means64, stds64, logits64, x64_[4:])
+    np.testing.assert_allclose(scores[4:], near_expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(values[4:], mixture_log_prob(means64, stds64, logits64, x64_[4:]),
+                               rtol=1e-5)
+
+
+def test_overflow_skips_zero_weight_component():
+    means = np.array([[2e19, 0.0], [0.0, 0.0]], np.float32)
+    target = DiagonalGaussianMixture(means, np.ones((2, 2), np.float32),
+                                     np.array([-np.inf, 0.0], np.float32))
+    x = np.array([[3e19, 1e19]], np.float32)
+    np.testing.assert_allclose(np.asarray(target.score(x)), -x, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dim", [2, 20])
+def test_overflow_parameter_gradients_finite(dim):
+    offsets = np.arange(3, dtype=np.float32)[:, None]
+    target = DiagonalGaussianMixture(np.zeros((3, dim), np.float32) + offsets * 1e19,
+                                     np.ones((3, dim), np.float32))
+    x = np.full((1, dim), 2.2e19, np.float32)
+    grads = jax.grad(lambda t: jnp.sum(t.log_prob(x)))(target)
+    for name in ("means", "diag_stds", "logits"):
+        assert np.isfinite(np.asarray(getattr(grads, name))).all(), name
+    np.testing.assert_array_equal(np.asarray(grads.diag_stds)[:2], 0.0)
+    np.testing.assert_allclose(np.asarray(grads.means)[2], 2e18, rtol=1e-5)
+
+
 def test_x64_fixture_restores_setting():
     assert jax.config.jax_enable_x64 is False
