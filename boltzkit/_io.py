@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
+import zipfile
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
@@ -26,6 +28,7 @@ def check_output_path(path: str | os.PathLike, *, overwrite: bool, suffixes: tup
         FileNotFoundError: if the parent directory does not exist.
     """
     path = os.fspath(path)
+    check_overwrite(overwrite)
     if not path.endswith(suffixes):
         raise ValueError(
             f"output file {path!r} must end with {' or '.join(suffixes)}"
@@ -34,9 +37,21 @@ def check_output_path(path: str | os.PathLike, *, overwrite: bool, suffixes: tup
     if os.path.exists(path) and not overwrite:
         raise _exists_error(path)
     parent = os.path.dirname(os.path.abspath(path))
+    if os.path.exists(parent) and not os.path.isdir(parent):
+        raise NotADirectoryError(f"{parent} is not a directory, so {path} cannot be written")
     if not os.path.isdir(parent):
         raise FileNotFoundError(f"directory {parent} does not exist")
+    # access() reports a read-only file system also to root, who passes
+    # every permission check.
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(f"directory {parent} is not writable, so {path} cannot be written")
     return path
+
+
+def check_overwrite(overwrite: Any) -> None:
+    """Check that ``overwrite`` is a bool, so that a string such as "no" is not taken as true."""
+    if not isinstance(overwrite, bool | np.bool_):
+        raise TypeError(f"overwrite must be a bool, got {overwrite!r} of type {type(overwrite).__name__}")
 
 
 @contextlib.contextmanager
@@ -53,6 +68,7 @@ def atomic_output(path: str | os.PathLike, *, overwrite: bool) -> Iterator[IO[by
         FileExistsError: if ``path`` exists and ``overwrite`` is false.
     """
     path = os.fspath(path)
+    check_overwrite(overwrite)
     directory = os.path.dirname(os.path.abspath(path))
     check_regular_destination(path)
     if os.path.exists(path) and not overwrite:
@@ -124,11 +140,19 @@ def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
             object arrays, which would need pickle to load.
     """
     path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(errno.ENOENT, "no such file", path)
+    if os.path.isdir(path):
+        raise ValueError(f"{path} is a directory, not an .npz file")
+    # np.load takes anything that is not a zip archive for a .npy file or a
+    # pickle, so check the format before calling it.
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path} is not a valid .npz file: it is not a zip archive")
     try:
         with np.load(path, allow_pickle=False) as archive:
             if not isinstance(archive, np.lib.npyio.NpzFile):
                 raise ValueError(f"{path} is a .npy file, not an .npz archive")
-            return {name: archive[name] for name in archive.files}
+            arrays = {name: archive[name] for name in archive.files}
     except ValueError as error:
         if "allow_pickle" in str(error) or "Object arrays" in str(error):
             raise ValueError(
@@ -140,6 +164,12 @@ def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
         if isinstance(error, FileNotFoundError):
             raise
         raise ValueError(f"{path} is not a valid .npz file: {error}") from None
+
+    # NpzFile returns the raw bytes of a member that is not in .npy format.
+    for name, value in arrays.items():
+        if not isinstance(value, np.ndarray):
+            raise ValueError(f"{path} is not a valid .npz file: entry {name!r} is not a .npy array")
+    return arrays
 
 
 def check_regular_destination(path: str) -> None:

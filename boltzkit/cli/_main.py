@@ -43,11 +43,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _describe_os_error(error: OSError) -> str:
+def _describe_os_error(error: OSError, output: str | None = None) -> str:
+    """Describe an OS error in one line, naming the output file for failed writes.
+
+    A write fails on a temporary file beside the output (or on no file at
+    all, as for a full disk), so such errors name the output instead.
+    """
     reason = error.strerror or str(error)
-    if error.filename is not None:
-        return f"{os.fsdecode(error.filename)}: {reason}"
+    filename = None if error.filename is None else os.fsdecode(error.filename)
+    if output is not None and _is_beside(filename, output):
+        return f"cannot write {output}: {reason}"
+    if filename is not None:
+        return f"{filename}: {reason}"
     return reason
+
+
+def _is_beside(filename: str | None, output: str) -> bool:
+    if filename is None:
+        return True
+    directory = os.path.dirname(os.path.abspath(output))
+    return os.path.abspath(filename).startswith(os.path.join(directory, "."))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -63,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FileExistsError as error:
         message = str(error) if not error.strerror else _describe_os_error(error)
     except OSError as error:
-        message = _describe_os_error(error)
+        message = _describe_os_error(error, getattr(args, "output", None))
     except (ValueError, TypeError) as error:
         message = str(error)
     except KeyboardInterrupt:

@@ -13,6 +13,7 @@ import numpy as np
 from boltzkit import _keys, datasets
 from boltzkit._validation import (
     as_float_array,
+    check_indices,
     check_int,
     check_points,
     check_real,
@@ -249,6 +250,7 @@ class DiagonalGaussianMixture:
             (40, 2)
         """
         loc_scaling = check_real("loc_scaling", loc_scaling, positive=True)
+        scale = check_real("scale", scale, positive=True)
         return cls.create_isotropic_uniform(
             std=scale,
             n_components=n_components,
@@ -377,9 +379,7 @@ class DiagonalGaussianMixture:
             True
         """
         key = _keys.as_key(key, name="key")
-        indices = jnp.asarray(indices)
-        if not jnp.issubdtype(indices.dtype, jnp.integer):
-            raise TypeError(f"indices must be integers, got dtype {indices.dtype}")
+        indices = check_indices("indices", indices, maximum=datasets.MAX_STREAM_LENGTH - 1)
         flat = indices.reshape(-1).astype(jnp.uint32)
         samples = _sample_indices(self, key, flat)
         return samples.reshape((*indices.shape, self.dim))
