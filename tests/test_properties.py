@@ -139,7 +139,7 @@ def finite_difference_score(means, stds, logits, x, columns):
 
     The step along coordinate d keeps every responsibility within a factor
     exp(1e-3) over [x - h, x + h], so the third-derivative bound taken at x
-    holds over the interval.
+    is valid over the whole interval.
     """
     log_r, magnitude, pulls = reference_terms(means, stds, logits, x)
     r = np.exp(log_r)
