@@ -11,6 +11,7 @@ import contextlib
 import io
 import json
 import os
+import pickle
 import resource
 import shutil
 import subprocess
@@ -282,6 +283,49 @@ def _write_raw_member(path):
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("means.npy", b"not an array")
         archive.writestr("diag_stds.npy", b"not an array")
+
+
+class _MakeDirectoryWhenUnpickled:
+    """A pickle payload that creates a directory if anything ever unpickles it."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return os.mkdir, (self.marker,)
+
+
+def _write_payload_npz(path, marker):
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "|O", "fortran_order": False, "shape": (1,)}
+    )
+    member = header.getvalue() + pickle.dumps(_MakeDirectoryWhenUnpickled(marker))
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("means.npy", member)
+        archive.writestr("diag_stds.npy", member)
+    return member
+
+
+def test_payload_npz_is_never_unpickled(tmp_path, capsys):
+    marker = tmp_path / "unpickled"
+    member = _write_payload_npz(tmp_path / "payload.npz", marker)
+    (tmp_path / "raw.npz").write_bytes(pickle.dumps(_MakeDirectoryWhenUnpickled(marker)))
+    (tmp_path / "member.npy").write_bytes(member)
+
+    # The payload works: loading it with pickle allowed creates the marker.
+    np.load(tmp_path / "member.npy", allow_pickle=True)
+    assert marker.is_dir()
+    marker.rmdir()
+
+    for name in ("payload.npz", "raw.npz"):
+        status, _, err = run_main(capsys, "info", tmp_path / name)
+        assert_one_line_error(status, err, name)
+        with pytest.raises(ValueError, match=name):
+            load_target(tmp_path / name)
+        with pytest.raises(ValueError, match=name):
+            Dataset.load(tmp_path / name)
+    assert not marker.exists()
 
 
 def _commands(target):
