@@ -59,10 +59,14 @@ def _describe_os_error(error: OSError, output: str | None = None) -> str:
 
 
 def _is_beside(filename: str | None, output: str) -> bool:
+    """Return whether ``filename`` is a temporary file or folder written for ``output``."""
     if filename is None:
         return True
     directory = os.path.dirname(os.path.abspath(output))
-    return os.path.abspath(filename).startswith(os.path.join(directory, "."))
+    prefixes = (f".{os.path.basename(output)}.", ".boltzkit-")
+    return os.path.abspath(filename).startswith(
+        tuple(os.path.join(directory, prefix) for prefix in prefixes)
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
