@@ -14,8 +14,10 @@ import os
 import pickle
 import resource
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -516,7 +518,7 @@ def _expected_dataset(seed, length):
 
 @pytest.mark.parametrize("force", [False, True])
 def test_concurrent_dataset_writers(force, tmp_path):
-    length = 100_000
+    length = 50_000
     commands = [
         [str(SCRIPT), "dataset", "gmm40", "--split", "train", "--length", str(length), "--log-probs",
          "--seed", str(seed), "-o", "shared.npz", *(["--force"] if force else [])]
@@ -546,3 +548,26 @@ def test_concurrent_dataset_writers(force, tmp_path):
     if not force:
         assert statuses[matches.index(True)] == 0
 
+
+
+def test_sigterm_leaves_no_temporary_files(tmp_path):
+    command = [str(SCRIPT), "dataset", "gmm40", "--split", "train", "--length", "100000000",
+               "--log-probs", "--scores", "-o", "huge.npz"]
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        # Wait until the scratch folder of the write exists, so the signal arrives mid-write.
+        deadline = time.monotonic() + 120
+        while not listing(tmp_path) and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert listing(tmp_path), "the command never started writing"
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+    assert process.returncode == 143, err
+    assert err.strip() == "boltzkit: terminated"
+    assert listing(tmp_path) == []

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from boltzkit._version import __version__
@@ -14,6 +17,8 @@ from boltzkit.cli._errors import CommandError
 COMMANDS = (_info, _sample, _dataset, _plot, _demo)
 
 EXIT_USAGE = 2
+# 128 + SIGTERM, the status a shell reports for a process ended by SIGTERM.
+EXIT_TERMINATED = 128 + signal.SIGTERM
 
 
 class _Parser(argparse.ArgumentParser):
@@ -69,12 +74,42 @@ def _is_beside(filename: str | None, output: str) -> bool:
     )
 
 
+class _Terminated(Exception):
+    """Raised by the SIGTERM handler so that temporary files are removed on the way out."""
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_as_exception():
+    """Turn SIGTERM into an exception while a command runs, then restore the old handler.
+
+    Without this, SIGTERM ends the process at once and leaves the temporary
+    files of an unfinished write behind. Signal handlers can only be set from
+    the main thread, so elsewhere nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``boltzkit`` command and return its exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        args.run(args)
+        with _sigterm_as_exception():
+            args.run(args)
+    except _Terminated:
+        print("boltzkit: terminated", file=sys.stderr)
+        return EXIT_TERMINATED
     except CommandError as error:
         message = str(error)
     except FileNotFoundError as error:
