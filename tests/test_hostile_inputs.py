@@ -550,7 +550,11 @@ def test_concurrent_dataset_writers(force, tmp_path):
 
 
 
-def test_sigterm_leaves_no_temporary_files(tmp_path):
+@pytest.mark.parametrize(("signal_number", "status", "message"), [
+    (signal.SIGTERM, 143, "boltzkit: terminated"),
+    (signal.SIGINT, 130, "boltzkit: interrupted"),
+])
+def test_signal_leaves_no_temporary_files(signal_number, status, message, tmp_path):
     command = [str(SCRIPT), "dataset", "gmm40", "--split", "train", "--length", "100000000",
                "--log-probs", "--scores", "-o", "huge.npz"]
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE,
@@ -561,13 +565,13 @@ def test_sigterm_leaves_no_temporary_files(tmp_path):
         while not listing(tmp_path) and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         assert listing(tmp_path), "the command never started writing"
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(signal_number)
         _, err = process.communicate(timeout=120)
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
 
-    assert process.returncode == 143, err
-    assert err.strip() == "boltzkit: terminated"
+    assert process.returncode == status, err
+    assert err.strip() == message
     assert listing(tmp_path) == []
