@@ -24,8 +24,12 @@ def check_output_path(path: str | os.PathLike, *, overwrite: bool, suffixes: tup
 
     Raises:
         ValueError: if the suffix is not one of ``suffixes``.
+        TypeError: if ``overwrite`` is not a bool.
         FileExistsError: if the file exists and ``overwrite`` is false.
+        NotADirectoryError: if the parent is not a directory.
         FileNotFoundError: if the parent directory does not exist.
+        PermissionError: if the parent directory is not writable, for
+            example on a read-only file system.
     """
     path = os.fspath(path)
     check_overwrite(overwrite)
@@ -136,6 +140,7 @@ def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Read every array of an ``.npz`` file without unpickling anything.
 
     Raises:
+        FileNotFoundError: if ``path`` does not exist.
         ValueError: if the file is not a valid ``.npz`` archive or holds
             object arrays, which would need pickle to load.
     """
