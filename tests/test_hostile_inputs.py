@@ -492,21 +492,21 @@ def test_script_full_disk(command, tmp_path):
         assert listing(directory) == []
 
 
-def test_main_full_disk(tmp_path, capsys, monkeypatch):
+def test_main_full_disk(tmp_path, capsys):
     directory = tmp_path / "small"
     directory.mkdir()
-    monkeypatch.chdir(directory)
+    command = [*FULL_DISK_COMMANDS["dataset"][:-1], directory / "big.npz"]
     with _small_disk(directory) as (mounted, _):
         if not mounted:
             # Without a tmpfs the in-process run gets the file-size cap for the duration of the call.
             previous = resource.getrlimit(resource.RLIMIT_FSIZE)
             resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, previous[1]))
         try:
-            status, _, err = run_main(capsys, *FULL_DISK_COMMANDS["dataset"])
+            status, _, err = run_main(capsys, *command)
         finally:
             if not mounted:
                 resource.setrlimit(resource.RLIMIT_FSIZE, previous)
-        assert_one_line_error(status, err, "cannot write big.npz")
+        assert_one_line_error(status, err, f"cannot write {directory / 'big.npz'}")
         assert listing(directory) == []
 
 
