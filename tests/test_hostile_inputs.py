@@ -206,11 +206,11 @@ def run_main(capsys, *args):
     return status, captured.out, captured.err
 
 
-def run_script(*args, cwd, preexec_fn=None):
+def run_script(*args, cwd):
     assert SCRIPT.exists(), f"console script not installed next to {sys.executable}"
     return subprocess.run(
         [str(SCRIPT), *[str(arg) for arg in args]], cwd=cwd, capture_output=True, text=True,
-        timeout=300, check=False, preexec_fn=preexec_fn,
+        timeout=300, check=False,
     )
 
 
@@ -450,25 +450,33 @@ def test_api_unwritable_directory(unwritable_dir):
     assert listing(directory) == []
 
 
+FILE_SIZE_CAP = 64 * 1024
+
+
 @contextlib.contextmanager
 def _small_disk(directory):
-    """Make ``directory`` a 64 KiB tmpfs if mounting is permitted.
+    """Make ``directory`` a 64 KiB tmpfs if mounting is permitted, and yield whether it is.
 
-    Returns a preexec function for subprocesses: without the tmpfs it caps
-    the file size at 64 KiB with RLIMIT_FSIZE, so writes fail with EFBIG
-    ("File too large") the way they fail with ENOSPC on a full disk.
+    Without the tmpfs, callers cap the file size at 64 KiB with
+    RLIMIT_FSIZE instead, so writes fail with EFBIG ("File too large") the
+    way they fail with ENOSPC on a full disk.
     """
     mounted = _mount_tmpfs(directory, "size=64k")
-    limit = 64 * 1024
-
-    def cap_file_size():
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-
     try:
-        yield mounted, (None if mounted else cap_file_size)
+        yield mounted
     finally:
         if mounted:
             _unmount(directory)
+
+
+def _capped_script(*args):
+    """Return a command that runs the script with the file size capped, set before exec."""
+    setup = (
+        "import os, resource, sys; "
+        f"resource.setrlimit(resource.RLIMIT_FSIZE, ({FILE_SIZE_CAP}, {FILE_SIZE_CAP})); "
+        "os.execv(sys.argv[1], sys.argv[1:])"
+    )
+    return [sys.executable, "-c", setup, str(SCRIPT), *[str(arg) for arg in args]]
 
 
 FULL_DISK_COMMANDS = {
@@ -485,8 +493,16 @@ FULL_DISK_COMMANDS = {
 def test_script_full_disk(command, tmp_path):
     directory = tmp_path / "small"
     directory.mkdir()
-    with _small_disk(directory) as (mounted, preexec_fn):
-        result = run_script(*FULL_DISK_COMMANDS[command], cwd=directory, preexec_fn=preexec_fn)
+    with _small_disk(directory) as mounted:
+        arguments = list(FULL_DISK_COMMANDS[command])
+        if mounted:
+            result = run_script(*arguments, cwd=directory)
+        else:
+            if command == "sample":
+                # The file-size cap applies per file, so the 40 KB parts would fit; 80 KB do not.
+                arguments[arguments.index("5000")] = "10000"
+            result = subprocess.run(_capped_script(*arguments), cwd=directory, capture_output=True,
+                                    text=True, timeout=300, check=False)
         reason = "No space left on device" if mounted else "File too large"
         assert_one_line_error(result.returncode, result.stderr, "cannot write big.np", reason)
         assert listing(directory) == []
@@ -496,11 +512,11 @@ def test_main_full_disk(tmp_path, capsys):
     directory = tmp_path / "small"
     directory.mkdir()
     command = [*FULL_DISK_COMMANDS["dataset"][:-1], directory / "big.npz"]
-    with _small_disk(directory) as (mounted, _):
+    with _small_disk(directory) as mounted:
         if not mounted:
             # Without a tmpfs the in-process run gets the file-size cap for the duration of the call.
             previous = resource.getrlimit(resource.RLIMIT_FSIZE)
-            resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, previous[1]))
+            resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_SIZE_CAP, previous[1]))
         try:
             status, _, err = run_main(capsys, *command)
         finally:
