@@ -93,7 +93,8 @@ def _far_responsibilities(x, means, inv_stds, logits):
     """Return one-hot responsibilities of the nearest component, from rescaled distances.
 
     Used only where every squared distance overflows, so that the score still
-    points toward the nearest mode instead of becoming NaN.
+    points toward the nearest mode instead of becoming NaN. Components of
+    weight zero are never the nearest.
     """
     dim = means.shape[-1]
     if dim <= MAX_UNROLLED_DIM:
@@ -175,19 +176,24 @@ def _mean_tangent(r, x, means, inv_stds, dmeans):
 
 
 def _std_tangent(r, x, means, inv_stds, dstds):
-    """Return sum_kd r_nk (z_nkd^2 - 1) / std_kd * dstds_kd, with z = (x - mean) / std."""
+    """Return sum_kd r_nk (z_nkd^2 - 1) / std_kd * dstds_kd, with z = (x - mean) / std.
+
+    The product is formed as z * (r * z) - r: where z^2 overflows, a component
+    of responsibility zero then contributes 0 rather than 0 * inf = NaN.
+    """
     dim = means.shape[-1]
     if dim <= MAX_UNROLLED_DIM:
         total = 0.0
         for d in range(dim):
             z = (x[:, d, None] - means[None, :, d]) * inv_stds[None, :, d]
             total = total + jnp.sum(
-                r * ((z * z - 1.0) * inv_stds[None, :, d] * dstds[None, :, d]), axis=-1
+                (z * (r * z) - r) * (inv_stds[None, :, d] * dstds[None, :, d]), axis=-1
             )
         return total
     z = (x[:, None, :] - means[None]) * inv_stds[None]
+    weighted = z * (r[:, :, None] * z) - r[:, :, None]
     return jnp.einsum(
-        "nk,nkd,kd->n", r, (z * z - 1.0) * inv_stds[None], dstds, precision=jax.lax.Precision.HIGHEST
+        "nkd,kd->n", weighted * inv_stds[None], dstds, precision=jax.lax.Precision.HIGHEST
     )
 
 
