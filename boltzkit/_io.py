@@ -148,11 +148,14 @@ def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     if not os.path.exists(path):
         raise FileNotFoundError(errno.ENOENT, "no such file", path)
     if os.path.isdir(path):
-        raise ValueError(f"{path} is a directory, not an .npz file")
+        raise ValueError(f"{path} is not a valid .npz file: it is a directory")
     # np.load takes anything that is not a zip archive for a .npy file or a
     # pickle, so check the format before calling it.
     if not zipfile.is_zipfile(path):
-        raise ValueError(f"{path} is not a valid .npz file: it is not a zip archive")
+        raise ValueError(
+            f"{path} is not a valid .npz file: it is not a zip archive, and boltzkit never "
+            "reads pickled data"
+        )
     try:
         handle = open(path, "rb")
     except OSError as error:
