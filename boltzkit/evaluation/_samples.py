@@ -121,7 +121,7 @@ def _mmd_squared(x, y, bandwidths, unbiased):
     def kernel_mean(a, b, exclude_diagonal):
         squared = _transport.squared_distances(a, b)
         scales = 2.0 * bandwidths * bandwidths
-        values = jnp.mean(jnp.exp(-squared[..., None] / scales), axis=-1)
+        values = jnp.mean(jnp.exp(-squared[..., None] / scales[None, None, :]), axis=-1)
         total = jnp.sum(values)
         count = a.shape[0] * b.shape[0]
         if exclude_diagonal:
