@@ -11,6 +11,12 @@ from typing import IO, Any
 import numpy as np
 
 
+def _exists_error(path: str) -> FileExistsError:
+    return FileExistsError(
+        f"{path} already exists; pass overwrite=True (--force on the command line) to replace it"
+    )
+
+
 def check_output_path(path: str | os.PathLike, *, overwrite: bool, suffixes: tuple[str, ...]):
     """Check an output path before any work is done, and return it as a string.
 
@@ -24,8 +30,9 @@ def check_output_path(path: str | os.PathLike, *, overwrite: bool, suffixes: tup
         raise ValueError(
             f"output file {path!r} must end with {' or '.join(suffixes)}"
         )
+    check_regular_destination(path)
     if os.path.exists(path) and not overwrite:
-        raise FileExistsError(f"{path} already exists; pass overwrite (--force) to replace it")
+        raise _exists_error(path)
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise FileNotFoundError(f"directory {parent} does not exist")
@@ -47,14 +54,18 @@ def atomic_output(path: str | os.PathLike, *, overwrite: bool) -> Iterator[IO[by
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
+    check_regular_destination(path)
     if os.path.exists(path) and not overwrite:
-        raise FileExistsError(f"{path} already exists; pass overwrite (--force) to replace it")
+        raise _exists_error(path)
 
     handle = tempfile.NamedTemporaryFile(
         mode="wb", dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp", delete=False
     )
     try:
         with handle:
+            # Temporary files are created private (0600); give the result the
+            # permissions of an ordinarily created file.
+            os.chmod(handle.name, 0o666 & ~_current_umask())
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
@@ -67,20 +78,22 @@ def atomic_output(path: str | os.PathLike, *, overwrite: bool) -> Iterator[IO[by
             os.unlink(handle.name)
 
 
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _link_no_clobber(source: str, destination: str) -> None:
     try:
         os.link(source, destination)
     except FileExistsError:
-        raise FileExistsError(
-            f"{destination} already exists; pass overwrite (--force) to replace it"
-        ) from None
+        raise _exists_error(destination) from None
     except OSError:
         # Some file systems have no hard links; fall back to a checked rename,
         # which can race with a concurrent writer.
         if os.path.exists(destination):
-            raise FileExistsError(
-                f"{destination} already exists; pass overwrite (--force) to replace it"
-            ) from None
+            raise _exists_error(destination) from None
         os.replace(source, destination)
 
 
@@ -107,10 +120,14 @@ def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Read every array of an ``.npz`` file without unpickling anything.
 
     Raises:
-        ValueError: if the file is not a valid ``.npz`` archive or holds
+        ValueError: if the file is not a valid ``.npz`` archive or contains
             object arrays, which would need pickle to load.
     """
     path = os.fspath(path)
+    with open(path, "rb") as handle:
+        magic = handle.read(4)
+    if magic != b"PK\x03\x04":
+        raise ValueError(f"{path} is not a valid .npz file: it is not a zip archive")
     try:
         with np.load(path, allow_pickle=False) as archive:
             if not isinstance(archive, np.lib.npyio.NpzFile):
@@ -119,11 +136,27 @@ def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     except ValueError as error:
         if "allow_pickle" in str(error) or "Object arrays" in str(error):
             raise ValueError(
-                f"{path} holds object arrays, which are not loaded because that would "
-                "run pickle; save plain numeric arrays"
+                f"{path} contains object arrays, which are not loaded because loading "
+                "them would run pickle; save plain numeric arrays instead"
             ) from None
         raise ValueError(f"{path} is not a valid .npz file: {error}") from None
     except (OSError, EOFError) as error:
         if isinstance(error, FileNotFoundError):
             raise
         raise ValueError(f"{path} is not a valid .npz file: {error}") from None
+
+
+def check_regular_destination(path: str) -> None:
+    """Refuse to replace anything but a regular file, such as a device or a directory."""
+    if os.path.lexists(path) and not os.path.isfile(path):
+        raise ValueError(f"{path} exists and is not a regular file; choose another output path")
+
+
+def write_npy_header(handle: IO[bytes], dtype: np.dtype, shape: tuple[int, ...]) -> None:
+    """Write the header of a ``.npy`` file whose data will be appended in C order."""
+    header = {
+        "descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+        "fortran_order": False,
+        "shape": shape,
+    }
+    np.lib.format.write_array_header_1_0(handle, header)

@@ -21,7 +21,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-from collections.abc import Iterator
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
@@ -202,7 +205,7 @@ class Dataset:
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> None:
         """Write the present fields to an uncompressed ``.npz`` file, atomically.
 
-        The file holds the arrays ``samples``, ``log_probs`` and ``scores``
+        The file contains the arrays ``samples``, ``log_probs`` and ``scores``
         that are present. It is written to a temporary file beside ``path``
         and renamed into place, so a crash never leaves a partial file.
 
@@ -241,7 +244,7 @@ class Dataset:
         unknown = sorted(set(arrays) - set(_FIELDS))
         if unknown:
             raise ValueError(
-                f"{os.fspath(path)} holds arrays {unknown} that are not dataset fields; "
+                f"{os.fspath(path)} contains arrays {unknown} that are not dataset fields; "
                 f"expected some of {list(_FIELDS)}"
             )
         try:
@@ -357,3 +360,82 @@ def _empty_dataset(target, *, include_samples, include_log_probs, include_scores
         jnp.zeros((0, target.dim), dtype) if include_scores else None,
     )
     return Dataset.tree_unflatten(None, fields)
+
+
+def write_stream(
+    target: Any,
+    key: jax.Array,
+    path: str | os.PathLike,
+    offset: int,
+    length: int,
+    *,
+    include_samples: bool = True,
+    include_log_probs: bool = False,
+    include_scores: bool = False,
+    overwrite: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> None:
+    """Write items ``[offset, offset + length)`` of a stream to ``.npz`` or ``.npy``.
+
+    The items are generated block by block and appended to temporary ``.npy``
+    files beside ``path``, so memory stays bounded for any length. The result
+    is then moved into place atomically: an ``.npz`` archive (uncompressed)
+    with the requested fields, or for ``.npy`` the samples alone. The values
+    equal :func:`generate` with the same arguments bit for bit.
+
+    Args:
+        progress: called with the number of items written after each block.
+
+    Raises:
+        FileExistsError: if ``path`` exists and ``overwrite`` is false.
+        ValueError: for a bad extension, or a ``.npy`` path with fields other
+            than the samples.
+    """
+    path = _io.check_output_path(path, overwrite=overwrite, suffixes=(".npz", ".npy"))
+    flags = (include_samples, include_log_probs, include_scores)
+    if not any(flags):
+        raise ValueError(
+            "at least one of include_samples, include_log_probs and include_scores must be True"
+        )
+    if path.endswith(".npy") and flags != (True, False, False):
+        raise ValueError(f"{path}: a .npy file can contain the samples only; write an .npz file instead")
+
+    shapes = {"samples": (length, target.dim), "log_probs": (length,), "scores": (length, target.dim)}
+    names = [name for name, flag in zip(_FIELDS, flags, strict=True) if flag]
+    directory = os.path.dirname(os.path.abspath(path))
+
+    with tempfile.TemporaryDirectory(dir=directory, prefix=".boltzkit-") as scratch:
+        parts = {name: os.path.join(scratch, f"{name}.npy") for name in names}
+        handles = {name: open(part, "wb") for name, part in parts.items()}
+        try:
+            for name, handle in handles.items():
+                _io.write_npy_header(handle, target.dtype, shapes[name])
+            done = 0
+            blocks = iter_blocks(
+                target,
+                key,
+                offset,
+                length,
+                include_samples=include_samples,
+                include_log_probs=include_log_probs,
+                include_scores=include_scores,
+            )
+            for block in blocks:
+                for name, value in zip(_FIELDS, block, strict=True):
+                    if value is not None:
+                        handles[name].write(np.ascontiguousarray(value).tobytes())
+                done += len(next(value for value in block if value is not None))
+                if progress is not None:
+                    progress(done)
+        finally:
+            for handle in handles.values():
+                handle.close()
+
+        if path.endswith(".npy"):
+            with _io.atomic_output(path, overwrite=overwrite) as out, open(parts["samples"], "rb") as part:
+                shutil.copyfileobj(part, out, 2**22)
+            return
+        with _io.atomic_output(path, overwrite=overwrite) as out:
+            with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+                for name, part in parts.items():
+                    archive.write(part, arcname=f"{name}.npy")
