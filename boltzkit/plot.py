@@ -110,7 +110,7 @@ def plot_log_prob_contours(
 
     For a target of more than two dimensions the contours show the exact
     marginal log density of the coordinates ``dims`` (see
-    :func:`marginal_mixture`), and the samples are projected on them. The
+    `marginal_mixture`), and the samples are projected on them. The
     log density is clipped ``depth`` nats below its maximum on the grid, so
     the far tails do not take every contour level.
 
@@ -177,9 +177,9 @@ def plot_pair_grid(
 ) -> Any:
     """Draw a corner plot: pairwise marginal contours below the diagonal, 1-D marginals on it.
 
-    Panel ``(i, j)`` with ``i > j`` shows :func:`plot_log_prob_contours` of
+    Panel ``(i, j)`` with ``i > j`` shows `plot_log_prob_contours` of
     the coordinates ``(dims[j], dims[i])``; panel ``(i, i)`` shows
-    :func:`plot_marginals` of ``dims[i]``. Panels above the diagonal are
+    `plot_marginals` of ``dims[i]``. Panels above the diagonal are
     switched off. Every panel uses exact marginals of the mixture.
 
     Args:
@@ -231,7 +231,7 @@ def plot_marginals(
     """Draw a histogram of each coordinate of the samples with the exact marginal density.
 
     The exact 1-D marginal of coordinate ``d`` is the mixture
-    :math:`\\sum_k w_k \\mathcal{N}(\\mu_{kd}, \\sigma_{kd}^2)`. Histograms are
+    $\\sum_k w_k \\mathcal{N}(\\mu_{kd}, \\sigma_{kd}^2)$. Histograms are
     normalized to unit area over the plotted range, every component mean +- 4
     standard deviations, so they compare with the density curve.
 
@@ -299,7 +299,7 @@ def plot_log_prob_histograms(
     The bins span the range of the reference values; model values beyond it
     are clipped into the outermost bins, so a sampler that puts mass in the
     far tails shows a spike at the left edge. This is the picture behind
-    :func:`boltzkit.evaluation.log_prob_histogram_tv`.
+    `boltzkit.evaluation.log_prob_histogram_tv`.
 
     Args:
         target: the target.

@@ -1,17 +1,16 @@
 """Plots render with the Agg backend, and their axes contain what they should."""
 
 import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from matplotlib.collections import PathCollection
+from scipy.stats import norm
+
+from boltzkit import plot
+from boltzkit.targets import DiagonalGaussianMixture
 
 matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from matplotlib.collections import PathCollection  # noqa: E402
-from scipy.stats import norm  # noqa: E402
-
-from boltzkit import plot  # noqa: E402
-from boltzkit.targets import DiagonalGaussianMixture  # noqa: E402
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -10,9 +10,9 @@ import os
 import numpy as np
 
 from boltzkit import _io, evaluation
-from boltzkit.evaluation._evaluate import check_sample_array
 from boltzkit.cli import _common
 from boltzkit.cli._errors import CommandError
+from boltzkit.evaluation._evaluate import check_sample_array
 
 FIGURE_SUFFIXES = (".png", ".pdf", ".svg")
 
