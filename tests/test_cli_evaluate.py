@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from boltzkit.cli import main
 from boltzkit.targets import DiagonalGaussianMixture
 
 SCRIPT = Path(sys.executable).parent / "boltzkit"
@@ -22,13 +23,19 @@ def run_script(*args, cwd):
     )
 
 
-def assert_one_line_error(result, *fragments):
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
+def assert_one_line_error(status, stderr, *fragments):
+    assert status == 2, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
     assert lines[0].startswith("boltzkit: error: "), lines[0]
     for fragment in fragments:
         assert fragment in lines[0], (fragment, lines[0])
+
+
+def run_main(capsys, monkeypatch, cwd, *args):
+    monkeypatch.chdir(cwd)
+    status = main(list(args))
+    return status, capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +64,6 @@ def test_evaluate_exact_samples_with_log_probs(tmp_path, gmm40):
     assert "eubo" not in metrics
     assert (tmp_path / "metrics.png").read_bytes()[:4] == b"\x89PNG"
 
-    rerun = run_script("evaluate", "gmm40", "model.npz", "--json", "metrics.json", cwd=tmp_path)
-    assert_one_line_error(rerun, "metrics.json already exists")
 
 
 def test_evaluate_dropped_modes_differs_from_exact(tmp_path, gmm40):
@@ -72,7 +77,8 @@ def test_evaluate_dropped_modes_differs_from_exact(tmp_path, gmm40):
     assert metrics["modes_covered"] <= 24
 
 
-def test_evaluate_bad_input(tmp_path):
+@pytest.fixture
+def bad_files(tmp_path):
     rng = np.random.default_rng(0)
     np.save(tmp_path / "three_d.npy", rng.normal(size=(50, 3)))
     with_nan = rng.normal(size=(50, 2))
@@ -83,19 +89,38 @@ def test_evaluate_bad_input(tmp_path):
     np.save(tmp_path / "short_log_q.npy", np.zeros(49))
     np.savez(tmp_path / "two.npz", a=np.zeros((5, 2)), b=np.zeros((5, 2)))
     (tmp_path / "samples.txt").write_text("1 2\n")
+    (tmp_path / "existing.json").write_text("{}")
+    return tmp_path
 
-    cases = [
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
         (("three_d.npy",), ["SAMPLES must have shape (n_samples, 2)", "(50, 3)"]),
         (("nan.npy",), ["NaN or inf", "row 7"]),
         (("one.npy",), ["at least 2 samples, got 1"]),
         (("missing.npy",), ["missing.npy not found"]),
+    ],
+)
+def test_evaluate_bad_input_script(bad_files, args, fragments):
+    result = run_script("evaluate", "gmm40", *args, cwd=bad_files)
+    assert_one_line_error(result.returncode, result.stderr, *fragments)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
         (("samples.txt",), ["must end with .npy or .npz"]),
         (("two.npz",), ["array named 'samples'", "a, b"]),
         (("good.npy", "--model-log-probs", "short_log_q.npy"), ["shape (50,)", "(49,)"]),
+        (("good.npy", "--model-log-probs", "absent.npy"), ["--model-log-probs file absent.npy not found"]),
         (("good.npy", "--n-reference", "1"), ["--n-reference must be at least 2"]),
         (("good.npy", "--plot", "figure.gif"), ["must end with .png or .pdf or .svg"]),
-    ]
-    for args, fragments in cases:
-        result = run_script("evaluate", "gmm40", *args, cwd=tmp_path)
-        assert_one_line_error(result, *fragments)
-    assert not (tmp_path / "figure.gif").exists()
+        (("good.npy", "--json", "existing.json"), ["existing.json already exists"]),
+    ],
+)
+def test_evaluate_bad_input_main(bad_files, capsys, monkeypatch, args, fragments):
+    status, stderr = run_main(capsys, monkeypatch, bad_files, "evaluate", "gmm40", *args)
+    assert_one_line_error(status, stderr, *fragments)
+    assert not (bad_files / "figure.gif").exists()
+    assert (bad_files / "existing.json").read_text() == "{}"

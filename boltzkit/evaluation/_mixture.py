@@ -127,10 +127,10 @@ def modes_covered(
     r"""Return the number of components whose soft frequency reaches ``threshold`` times their weight.
 
     Component ``k`` is covered when $\hat w_k \ge \text{threshold} \cdot w_k$.
-    With the default 0.1 and 40 equal components, a component needs about
-    2.5 samples' worth of responsibility out of 1000 when 25 are expected, so
-    a perfect sampler covers every component at these sizes (the chance of a
-    miss is below 1e-6 per component).
+    With the default 0.1 and 40 equal components at 1000 samples, a
+    component needs about 2.5 samples' worth of responsibility where 25 are
+    expected. A perfect sampler then misses a component with probability
+    below 1e-6; at 200 samples that probability is about 0.6 %.
 
     Returns:
         An int32 scalar in ``[0, K]``.

@@ -215,7 +215,7 @@ def wasserstein2(
     Example:
         >>> import jax.numpy as jnp
         >>> x = jnp.array([[0.0, 0.0], [1.0, 0.0]])
-        >>> float(wasserstein2(x, x + jnp.array([0.0, 3.0])))
+        >>> float(wasserstein2(x, x + jnp.array([[0.0, 3.0]])))
         3.0
     """
     x, y = _checks.point_sets(x, y)

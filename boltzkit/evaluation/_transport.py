@@ -147,11 +147,11 @@ def sinkhorn_divergence(x, y, *, epsilon, n_iterations, rows_per_batch=512):
 
     $S_\varepsilon(x, y) = OT_\varepsilon(x, y) - \tfrac12 OT_\varepsilon(x, x)
     - \tfrac12 OT_\varepsilon(y, y)$, where $OT_\varepsilon$ is the
-    entropic transport cost between the uniform empirical measures, computed
-    by log-domain Sinkhorn iterations whose temperature decreases
-    geometrically from the mean squared distance to ``epsilon`` over the
-    first half of the iterations (epsilon scaling). The cost matrix is never
-    stored: rows are processed ``rows_per_batch`` at a time.
+    entropic transport cost between the uniform empirical measures. It is
+    computed by log-domain Sinkhorn iterations. Over the first half of them
+    the temperature falls geometrically from the mean squared distance to
+    ``epsilon`` (epsilon scaling). The cost matrix is never stored, because
+    rows are processed ``rows_per_batch`` at a time.
     """
     dtype = wider_float(x.dtype, y.dtype)
     x = x.astype(dtype)
