@@ -198,6 +198,12 @@ def wasserstein2(
     and an unconverged run underestimates W2. ``method="auto"`` runs the
     exact assignment for equal sizes up to 4096 and Sinkhorn otherwise.
 
+    Cost on one CPU core in float32 (a 2-core machine shared with other jobs,
+    jax 0.10.2): the exact assignment of 2000 against 2000 GMM40 samples
+    takes about 1.6 s; Sinkhorn with the default 1000 iterations on 1000
+    against 2000 takes about 35 s of CPU time, so on a CPU prefer equal
+    sizes and the exact method.
+
     Args:
         x: model samples of shape ``(n, d)``, ``n >= 2``.
         y: reference samples of shape ``(m, d)``, ``m >= 2``.
