@@ -325,8 +325,8 @@ def _matmul_chunk(means, diag_stds, logits, x, need_pull, need_responsibilities)
     log_norm = _log_normalizers(means, diag_stds, logits)
 
     center = jnp.mean(means, axis=0)
-    centered_means = means - center
-    centered_x = x - center
+    centered_means = means - center[None, :]
+    centered_x = x - center[None, :]
     scaled_means = centered_means * inv_vars
     offsets = jnp.sum(centered_means * scaled_means, axis=-1)
     squares = jnp.dot(centered_x * centered_x, inv_vars.T, precision=_HIGHEST)
