@@ -28,3 +28,16 @@ def docs(session: nox.Session) -> None:
     """Build the documentation with warnings as errors."""
     session.install("-e", ".[docs]")
     session.run("mkdocs", "build", "--strict")
+
+
+@nox.session(python="3.11")
+def bench(session: nox.Session) -> None:
+    """Time boltzkit against TFP-JAX, distrax and NumPyro; pass --quick for a short run.
+
+    The peers are installed in this session only; they are not dependencies of boltzkit.
+    """
+    session.install("-e", ".")
+    session.install("tfp-nightly", "distrax", "numpyro")
+    session.run("python", "benchmarks/bench_gaussian_mixture.py", *session.posargs)
+    if "--quick" not in session.posargs:
+        session.run("python", "benchmarks/memory_gaussian_mixture.py")

@@ -41,7 +41,8 @@ def _points_near(rng, means, stds, n_points, widening):
     return means[picks] + widening * stds[picks] * rng.normal(size=(n_points, means.shape[1]))
 
 
-# Numbers copied from the numerical cases of the project (float64 expectations).
+# Float64 expectations for cancellation in the expanded squared distance (float32)
+# and for matrix products whose inputs a GPU would round to TF32.
 CANCELLATION = {
     "means": [[1000.0, -1000.0], [1000.5, -999.5]],
     "diag_stds": [[0.0078125, 0.0078125], [0.015625, 0.015625]],
