@@ -41,6 +41,12 @@ METHODS = ("auto", "direct", "matmul")
 # one fused broadcast over (rows, k, d), and "auto" tries matrix products.
 MAX_UNROLLED_DIM = 16
 
+# Above MAX_UNROLLED_DIM, mixtures of up to this many components are
+# evaluated one component at a time, so only (rows, d) arrays exist. This is
+# exact and, on the CPU, faster than both the (rows, k, d) broadcast and the
+# matrix products with their error check.
+MAX_UNROLLED_COMPONENTS = 16
+
 # Most rows per chunk.
 CHUNK_ROWS = 8192
 
@@ -98,11 +104,23 @@ def _power_of_two_rows(limit: float) -> int:
 def _direct_rows(n_components: int, dim: int) -> int:
     if dim <= MAX_UNROLLED_DIM:
         return _power_of_two_rows(MAX_CHUNK_PAIRS / n_components)
+    if n_components <= MAX_UNROLLED_COMPONENTS:
+        return _power_of_two_rows(MAX_CHUNK_PAIRS / dim)
     return _power_of_two_rows(MAX_CHUNK_ELEMENTS / (n_components * dim))
 
 
-def _uses_matmul(method: str, dim: int) -> bool:
-    return method == "matmul" or (method == "auto" and dim > MAX_UNROLLED_DIM)
+def _unrolls_components(n_components: int, dim: int) -> bool:
+    return dim > MAX_UNROLLED_DIM and n_components <= MAX_UNROLLED_COMPONENTS
+
+
+def _uses_matmul(method: str, n_components: int, dim: int) -> bool:
+    if method == "matmul":
+        return True
+    return (
+        method == "auto"
+        and dim > MAX_UNROLLED_DIM
+        and not _unrolls_components(n_components, dim)
+    )
 
 
 def chunk_rows(n_components: int, dim: int, method: str = "auto") -> int:
@@ -118,7 +136,7 @@ def chunk_rows(n_components: int, dim: int, method: str = "auto") -> int:
     """
     check_method(method)
     direct = _direct_rows(n_components, dim)
-    if not _uses_matmul(method, dim):
+    if not _uses_matmul(method, n_components, dim):
         return direct
     return max(direct, _power_of_two_rows(MAX_CHUNK_PAIRS / (n_components + dim)))
 
@@ -157,6 +175,12 @@ def _squared_distances(x, means, inv_stds):
             z = (x[:, d, None] - means[None, :, d]) * inv_stds[None, :, d]
             total = z * z if total is None else total + z * z
         return total
+    if _unrolls_components(*means.shape):
+        columns = []
+        for k in range(means.shape[0]):
+            z = (x - means[None, k]) * inv_stds[None, k]
+            columns.append(jnp.sum(z * z, axis=-1))
+        return jnp.stack(columns, axis=-1)
     z = (x[:, None, :] - means[None]) * inv_stds[None]
     return jnp.sum(z * z, axis=-1)
 
@@ -208,6 +232,12 @@ def _weighted_pull(r, x, means, inv_stds):
             for d in range(dim)
         ]
         return jnp.stack(columns, axis=-1)
+    if _unrolls_components(*means.shape):
+        total = None
+        for k in range(means.shape[0]):
+            term = r[:, k, None] * ((means[None, k] - x) * inv_vars[None, k])
+            total = term if total is None else total + term
+        return total
     return jnp.einsum(
         "nk,nkd->nd", r, (means[None] - x[:, None, :]) * inv_vars[None], precision=_HIGHEST
     )
@@ -397,7 +427,7 @@ def _evaluate_chunk(method, means, diag_stds, logits, x, need_pull, need_respons
             means, diag_stds, logits, points, need_pull, need_responsibilities
         )
 
-    if not _uses_matmul(method, means.shape[1]):
+    if not _uses_matmul(method, *means.shape):
         return exact(x)
     result, row_ok = _matmul_chunk(means, diag_stds, logits, x, need_pull, need_responsibilities)
     if method == "matmul":
