@@ -268,13 +268,12 @@ def _generate_block(target, key, start, *, size, include_samples, include_log_pr
                     include_scores):
     indices = start + jnp.arange(size, dtype=jnp.uint32)
     samples = target.sample_at(key, indices)
-    log_probs = scores = None
-    if include_log_probs and include_scores:
-        log_probs, scores = target.log_prob_and_score(samples)
-    elif include_log_probs:
-        log_probs = target.log_prob(samples)
-    elif include_scores:
-        scores = target.score(samples)
+    # log_prob and score are called separately, not through
+    # log_prob_and_score, so that the stored values equal what a user gets
+    # from those two methods bit for bit: XLA fuses the combined call
+    # differently, which can change the last bit of the log-densities.
+    log_probs = target.log_prob(samples) if include_log_probs else None
+    scores = target.score(samples) if include_scores else None
     return (samples if include_samples else None), log_probs, scores
 
 

@@ -577,8 +577,10 @@ def log_prob_and_score(means, diag_stds, logits, x, *, method="auto"):
     """Return the log-density and its gradient with respect to ``x`` in one pass.
 
     Both come from the same chunked evaluation that the custom JVP of
-    :func:`log_prob` uses, so they equal ``log_prob`` and ``jax.grad`` of it.
-    ``method`` is as in :func:`log_prob`.
+    :func:`log_prob` uses. The score equals :func:`score`; the log-density
+    equals :func:`log_prob` up to one unit in the last place, because XLA
+    fuses the combined computation differently. ``method`` is as in
+    :func:`log_prob`.
 
     >>> import jax.numpy as jnp
     >>> value, grad = log_prob_and_score(jnp.zeros((1, 2)), jnp.ones((1, 2)), jnp.zeros(1),
