@@ -1,0 +1,69 @@
+"""Shape checks for the metric functions, which work on concrete arrays and tracers alike."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from boltzkit._validation import as_float_array, wider_float
+
+
+def point_sets(x: Any, y: Any, *, x_name: str = "x", y_name: str = "y", minimum: int = 2):
+    """Convert two point sets to arrays of one float dtype, of shapes (n, d) and (m, d)."""
+    x = as_float_array(x_name, x)
+    y = as_float_array(y_name, y)
+    for name, value in ((x_name, x), (y_name, y)):
+        if value.ndim != 2:
+            raise ValueError(
+                f"{name} must have shape (n_samples, dim), got shape {tuple(value.shape)}"
+            )
+        if value.shape[0] < minimum:
+            raise ValueError(
+                f"{name} must have at least {minimum} samples, got {value.shape[0]}"
+            )
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(
+            f"{x_name} and {y_name} must have the same dimension, got shapes "
+            f"{tuple(x.shape)} and {tuple(y.shape)}"
+        )
+    dtype = wider_float(x.dtype, y.dtype)
+    return x.astype(dtype), y.astype(dtype)
+
+
+def log_density_pair(
+    target_log_probs: Any, model_log_probs: Any
+) -> tuple[jax.Array, jax.Array]:
+    """Convert two log-density vectors evaluated at the same samples to arrays of shape (n,)."""
+    target_log_probs = as_float_array("target_log_probs", target_log_probs)
+    model_log_probs = as_float_array("model_log_probs", model_log_probs)
+    for name, value in (("target_log_probs", target_log_probs), ("model_log_probs", model_log_probs)):
+        if value.ndim != 1 or value.shape[0] < 1:
+            raise ValueError(
+                f"{name} must have shape (n_samples,) with n_samples >= 1, got shape "
+                f"{tuple(value.shape)}"
+            )
+    if target_log_probs.shape != model_log_probs.shape:
+        raise ValueError(
+            "target_log_probs and model_log_probs must be evaluated at the same samples, got "
+            f"shapes {tuple(target_log_probs.shape)} and {tuple(model_log_probs.shape)}"
+        )
+    dtype = wider_float(target_log_probs.dtype, model_log_probs.dtype)
+    return target_log_probs.astype(dtype), model_log_probs.astype(dtype)
+
+
+def log_densities(name: str, value: Any) -> jax.Array:
+    """Convert one log-density vector to an array of shape (n,) with n >= 1."""
+    value = as_float_array(name, value)
+    if value.ndim != 1 or value.shape[0] < 1:
+        raise ValueError(
+            f"{name} must have shape (n_samples,) with n_samples >= 1, got shape {tuple(value.shape)}"
+        )
+    return value
+
+
+def safe_norm(squared):
+    """Return sqrt(squared) with a zero gradient, not NaN, where squared is 0."""
+    positive = squared > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, squared, 1.0)), 0.0)

@@ -1,0 +1,223 @@
+"""Sample-set metrics: W2 against POT and closed forms, MMD and energy distance against NumPy."""
+
+import itertools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import ot
+import pytest
+from scipy.spatial.distance import cdist, pdist
+
+from boltzkit import evaluation
+from tests._reference import assert_close
+
+
+def brute_force_assignment_cost(cost):
+    n = cost.shape[0]
+    return min(sum(cost[i, p[i]] for i in range(n)) for p in itertools.permutations(range(n)))
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 7])
+def test_assignment_matches_brute_force(n):
+    rng = np.random.default_rng(n)
+    cost = rng.uniform(0.0, 10.0, size=(n, n))
+    columns = np.asarray(evaluation.assignment(jnp.asarray(cost, jnp.float32)))
+    assert sorted(columns.tolist()) == list(range(n))
+    found = cost[np.arange(n), columns].sum()
+    assert found == pytest.approx(brute_force_assignment_cost(cost), rel=1e-5)
+
+
+def test_assignment_with_ties_is_a_permutation():
+    cost = np.array([[1.0, 1.0, 2.0], [1.0, 1.0, 2.0], [0.0, 0.0, 0.0]])
+    columns = np.asarray(evaluation.assignment(jnp.asarray(cost, jnp.float32)))
+    assert sorted(columns.tolist()) == [0, 1, 2]
+    assert cost[np.arange(3), columns].sum() == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize(("n", "dim", "seed"), [(5, 1, 0), (40, 2, 1), (150, 3, 2), (300, 2, 3)])
+def test_exact_w2_matches_pot(n, dim, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, dim)) * 3.0
+    y = rng.normal(size=(n, dim)) * 2.0 + np.concatenate([[4.0], np.zeros(dim - 1)])
+    weights = np.full(n, 1.0 / n)
+    expected = math.sqrt(ot.emd2(weights, weights, ot.dist(x, y, metric="sqeuclidean")))
+    actual = float(evaluation.wasserstein2(x.astype(np.float32), y.astype(np.float32), method="exact"))
+    assert actual == pytest.approx(expected, rel=1e-5)
+
+
+def test_exact_w2_matches_pot_on_clustered_points():
+    from boltzkit.targets import DiagonalGaussianMixture
+
+    target = DiagonalGaussianMixture.create_gmm40()
+    x = np.asarray(target.sample(400, seed=3), np.float64)
+    y = np.asarray(target.sample(400, seed=4), np.float64)
+    weights = np.full(400, 1.0 / 400)
+    expected = math.sqrt(ot.emd2(weights, weights, ot.dist(x, y, metric="sqeuclidean")))
+    assert float(evaluation.wasserstein2(x, y)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_exact_w2_of_affine_map_matches_gaussian_closed_form():
+    # T(x) = m2 + (s2 / s1) (x - m1) is the gradient of a convex function, so it
+    # is the optimal map between {x_i} and {T(x_i)} in any order, and its cost
+    # tends to the closed form |m1 - m2|^2 + d (s1 - s2)^2 of the Gaussians.
+    rng = np.random.default_rng(5)
+    dim, n = 3, 500
+    m1, s1 = np.array([1.0, -2.0, 0.5]), 1.5
+    m2, s2 = np.array([-1.0, 0.0, 2.0]), 0.5
+    x = m1 + s1 * rng.normal(size=(n, dim))
+    y = m2 + (s2 / s1) * (x - m1)
+    empirical = math.sqrt(np.mean(np.sum((x - y) ** 2, axis=1)))
+    closed_form = math.sqrt(np.sum((m1 - m2) ** 2) + dim * (s1 - s2) ** 2)
+    shuffled = y[rng.permutation(n)]
+    assert float(evaluation.wasserstein2(x, shuffled)) == pytest.approx(empirical, rel=1e-5)
+    assert empirical == pytest.approx(closed_form, rel=0.05)
+
+
+def test_sinkhorn_approaches_exact_w2():
+    rng = np.random.default_rng(6)
+    x = np.concatenate([rng.normal(size=(100, 2)), rng.normal(size=(100, 2)) + 8.0])
+    y = np.concatenate([rng.normal(size=(140, 2)), rng.normal(size=(60, 2)) + 8.0])
+    exact = float(evaluation.wasserstein2(x, y, method="exact"))
+    sinkhorn = float(evaluation.wasserstein2(x, y, method="sinkhorn"))
+    assert sinkhorn == pytest.approx(exact, rel=0.03)
+    assert sinkhorn <= exact * 1.001
+
+
+def test_sinkhorn_of_duplicated_set_is_near_zero():
+    x = np.random.default_rng(7).normal(size=(60, 2))
+    w2 = float(evaluation.wasserstein2(x, np.concatenate([x, x])))
+    assert w2 < 0.05
+
+
+def test_w2_auto_method_uses_sinkhorn_for_unequal_sizes():
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(30, 2))
+    y = rng.normal(size=(45, 2)) + 5.0
+    auto = float(evaluation.wasserstein2(x, y))
+    assert auto == pytest.approx(float(evaluation.wasserstein2(x, y, method="sinkhorn")))
+    with pytest.raises(ValueError, match="equal size"):
+        evaluation.wasserstein2(x, y, method="exact")
+
+
+def test_w2_jits_and_gradient_is_finite():
+    rng = np.random.default_rng(9)
+    x = jnp.asarray(rng.normal(size=(20, 2)), jnp.float32)
+    y = jnp.asarray(rng.normal(size=(20, 2)), jnp.float32)
+    eager = float(evaluation.wasserstein2(x, y))
+    jitted = float(jax.jit(evaluation.wasserstein2)(x, y))
+    assert jitted == pytest.approx(eager, rel=1e-6)
+    gradient = jax.grad(lambda points: evaluation.wasserstein2(points, y))(x)
+    assert np.all(np.isfinite(np.asarray(gradient)))
+
+
+def reference_mmd_squared(x, y, bandwidths, unbiased):
+    def kernel(a, b):
+        squared = cdist(a, b, metric="sqeuclidean")
+        return np.mean([np.exp(-squared / (2 * h * h)) for h in bandwidths], axis=0)
+
+    kxx, kyy, kxy = kernel(x, x), kernel(y, y), kernel(x, y)
+    n, m = len(x), len(y)
+    if unbiased:
+        return (
+            (kxx.sum() - np.trace(kxx)) / (n * (n - 1))
+            + (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
+            - 2 * kxy.mean()
+        )
+    return kxx.mean() + kyy.mean() - 2 * kxy.mean()
+
+
+@pytest.mark.parametrize("unbiased", [True, False])
+@pytest.mark.parametrize("bandwidth", [None, 0.7, (0.5, 2.0, 8.0)])
+def test_mmd_matches_numpy_reference(bandwidth, unbiased):
+    rng = np.random.default_rng(10)
+    x = rng.normal(size=(50, 3))
+    y = rng.normal(size=(70, 3)) * 1.3 + 0.4
+    if bandwidth is None:
+        bandwidths = [np.median(pdist(np.concatenate([x, y])))]
+    else:
+        bandwidths = np.atleast_1d(bandwidth)
+    expected = reference_mmd_squared(x, y, bandwidths, unbiased)
+    actual = evaluation.mmd_squared(x, y, bandwidth, unbiased=unbiased)
+    assert_close(actual, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_median_bandwidth_matches_scipy():
+    rng = np.random.default_rng(11)
+    x, y = rng.normal(size=(31, 2)), rng.normal(size=(20, 2)) + 1.0
+    expected = np.median(pdist(np.concatenate([x, y])))
+    assert_close(evaluation.median_bandwidth(x, y), expected, rtol=1e-5, atol=0)
+
+
+def test_mmd_separates_shifted_sets():
+    rng = np.random.default_rng(12)
+    x = rng.normal(size=(200, 2))
+    same = float(evaluation.mmd_squared(x, rng.normal(size=(200, 2))))
+    shifted = float(evaluation.mmd_squared(x, rng.normal(size=(200, 2)) + 2.0))
+    assert abs(same) < 0.01
+    assert shifted > 0.2
+
+
+def test_mmd_rejects_bad_bandwidth():
+    x = np.zeros((3, 1))
+    with pytest.raises(ValueError, match="bandwidth must be finite and > 0"):
+        evaluation.mmd_squared(x, x, bandwidth=0.0)
+    with pytest.raises(ValueError, match="bandwidth must be a positive number"):
+        evaluation.mmd_squared(x, x, bandwidth=[[1.0]])
+
+
+def test_energy_distance_matches_numpy_reference():
+    rng = np.random.default_rng(13)
+    x = rng.normal(size=(40, 2))
+    y = rng.normal(size=(55, 2)) + np.array([1.0, 0.0])
+    dxy, dxx, dyy = cdist(x, y), cdist(x, x), cdist(y, y)
+    expected = 2 * dxy.mean() - dxx.sum() / (40 * 39) - dyy.sum() / (55 * 54)
+    assert_close(evaluation.energy_distance(x, y), expected, rtol=1e-4, atol=1e-6)
+
+
+def test_energy_distance_gradient_is_finite_with_duplicate_points():
+    x = jnp.array([[0.0, 0.0], [0.0, 0.0], [1.0, 1.0]])
+    gradient = jax.grad(lambda points: evaluation.energy_distance(points, x))(x)
+    assert np.all(np.isfinite(np.asarray(gradient)))
+
+
+def reference_histogram_tv(reference, samples, n_bins):
+    edges = np.linspace(reference.min(), reference.max(), n_bins + 1)
+    full_edges = np.concatenate([[-np.inf], edges, [np.inf]])
+
+    def frequencies(values):
+        # np.histogram closes only the last bin; the reference maximum belongs
+        # to the last inner bin and larger values to the overflow bin.
+        counts = np.zeros(n_bins + 2)
+        for value in values:
+            if value < edges[0]:
+                counts[0] += 1
+            elif value > edges[-1]:
+                counts[-1] += 1
+            else:
+                counts[min(np.searchsorted(edges, value, side="right"), n_bins)] += 1
+        return counts / len(values)
+
+    assert len(full_edges) == n_bins + 3
+    return 0.5 * np.abs(frequencies(reference) - frequencies(samples)).sum()
+
+
+def test_log_prob_histogram_tv_matches_reference():
+    rng = np.random.default_rng(14)
+    reference = rng.normal(size=300)
+    samples = np.concatenate([rng.normal(size=250) * 0.5, [-10.0, 10.0, 3.0]])
+    expected = reference_histogram_tv(reference, samples, 20)
+    actual = evaluation.log_prob_histogram_tv(reference.astype(np.float32), samples.astype(np.float32), 20)
+    assert_close(actual, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_point_sets_must_share_dimension():
+    with pytest.raises(ValueError, match=r"same dimension, got shapes \(3, 2\) and \(3, 1\)"):
+        evaluation.energy_distance(np.zeros((3, 2)), np.zeros((3, 1)))
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        evaluation.mmd_squared(np.zeros((1, 2)), np.zeros((3, 2)))
+    with pytest.raises(ValueError, match=r"y must have shape \(n_samples, dim\)"):
+        evaluation.wasserstein2(np.zeros((3, 2)), np.zeros(3))
+    with pytest.raises(ValueError, match="method must be"):
+        evaluation.wasserstein2(np.zeros((3, 2)), np.zeros((3, 2)), method="emd")
