@@ -20,7 +20,7 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """Check style and common errors with ruff."""
     session.install("ruff>=0.6")
-    session.run("ruff", "check", "boltzkit", "tests", "benchmarks", "noxfile.py")
+    session.run("ruff", "check", "boltzkit", "tests", "benchmarks", "examples", "noxfile.py")
 
 
 @nox.session(python="3.11")
