@@ -12,7 +12,7 @@ nox.options.default_venv_backend = "venv"
 @nox.session(python="3.11")
 def tests(session: nox.Session) -> None:
     """Run the test suite and the docstring examples."""
-    session.install("-e", ".[test]")
+    session.install("-e", ".[test,torch]", "-c", ".ci/constraints.txt")
     session.run("python", "-m", "pytest", *session.posargs)
 
 
@@ -20,7 +20,7 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """Check style and common errors with ruff."""
     session.install("ruff>=0.6")
-    session.run("ruff", "check", "boltzkit", "tests", "benchmarks", "examples", "noxfile.py")
+    session.run("ruff", "check", ".")
 
 
 @nox.session(python="3.11")

@@ -120,10 +120,14 @@ def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Read every array of an ``.npz`` file without unpickling anything.
 
     Raises:
-        ValueError: if the file is not a valid ``.npz`` archive or holds
+        ValueError: if the file is not a valid ``.npz`` archive or contains
             object arrays, which would need pickle to load.
     """
     path = os.fspath(path)
+    with open(path, "rb") as handle:
+        magic = handle.read(4)
+    if magic != b"PK\x03\x04":
+        raise ValueError(f"{path} is not a valid .npz file: it is not a zip archive")
     try:
         with np.load(path, allow_pickle=False) as archive:
             if not isinstance(archive, np.lib.npyio.NpzFile):
@@ -132,8 +136,8 @@ def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     except ValueError as error:
         if "allow_pickle" in str(error) or "Object arrays" in str(error):
             raise ValueError(
-                f"{path} holds object arrays, which are not loaded because that would "
-                "run pickle; save plain numeric arrays"
+                f"{path} contains object arrays, which are not loaded because loading "
+                "them would run pickle; save plain numeric arrays instead"
             ) from None
         raise ValueError(f"{path} is not a valid .npz file: {error}") from None
     except (OSError, EOFError) as error:

@@ -230,7 +230,7 @@ class Dataset:
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> None:
         """Write the present fields to an uncompressed ``.npz`` file, atomically.
 
-        The file holds the arrays ``samples``, ``log_probs`` and ``scores``
+        The file contains the arrays ``samples``, ``log_probs`` and ``scores``
         that are present. It is written to a temporary file beside ``path``
         and renamed into place, so a crash never leaves a partial file.
 
@@ -269,7 +269,7 @@ class Dataset:
         unknown = sorted(set(arrays) - set(_FIELDS))
         if unknown:
             raise ValueError(
-                f"{os.fspath(path)} holds arrays {unknown} that are not dataset fields; "
+                f"{os.fspath(path)} contains arrays {unknown} that are not dataset fields; "
                 f"expected some of {list(_FIELDS)}"
             )
         try:
@@ -452,7 +452,7 @@ def write_stream(
             "at least one of include_samples, include_log_probs and include_scores must be True"
         )
     if path.endswith(".npy") and flags != (True, False, False):
-        raise ValueError(f"{path}: a .npy file holds the samples only; write an .npz file instead")
+        raise ValueError(f"{path}: a .npy file can contain the samples only; write an .npz file instead")
 
     shapes = {"samples": (length, target.dim), "log_probs": (length,), "scores": (length, target.dim)}
     names = [name for name, flag in zip(_FIELDS, flags, strict=True) if flag]

@@ -205,7 +205,7 @@ def test_npz_that_is_not_a_zip(tmp_path, capsys):
     path = tmp_path / "fake.npz"
     path.write_text("not a zip archive")
     status, _, err = run_main(capsys, "info", str(path))
-    assert_one_line_error(status, err, "fake.npz")
+    assert_one_line_error(status, err, "fake.npz", "not a zip archive")
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ def register(subparsers) -> None:
         "dataset",
         help="write items [offset, offset + length) of a train/val/test split to .npz",
         description="Write a window of a reproducible dataset split, identical to "
-        "target.load_dataset(split, length, seed=seed, offset=offset). The .npz file holds "
+        "target.load_dataset(split, length, seed=seed, offset=offset). The .npz file contains "
         "'samples' and, on request, 'log_probs' and 'scores'. Memory stays bounded for any "
         "length, and the file is written atomically.",
     )

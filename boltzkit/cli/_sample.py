@@ -13,7 +13,7 @@ def register(subparsers) -> None:
         "sample",
         help="draw exact samples and write them to .npy or .npz",
         description="Draw N exact samples; sample i depends only on fold_in(key(seed), i), so a "
-        "larger N keeps a smaller one as its prefix. An .npz file holds the array 'samples'.",
+        "larger N keeps a smaller one as its prefix. An .npz file contains the array 'samples'.",
     )
     _common.add_target_argument(parser)
     parser.add_argument("-n", "--n-samples", type=_common.non_negative_int, required=True,

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
 from boltzkit.targets.gaussian_mixture import DiagonalGaussianMixture
 
-# Each entry maps a name to a factory that takes no arguments.
+_gmm40 = DiagonalGaussianMixture.create_gmm40
+
+# Each entry maps a name to a factory that takes no arguments. The GMM40
+# variants differ in how their means are drawn and in their std.
 BUILTIN_TARGETS: dict[str, Callable[[], Any]] = {
-    "gmm40": DiagonalGaussianMixture.create_gmm40,
+    "gmm40": _gmm40,
+    "gmm40-fab-torch": functools.partial(_gmm40, variant="fab-torch"),
+    "gmm40-craft": functools.partial(_gmm40, variant="craft"),
+    "gmm40-fab-jax": functools.partial(_gmm40, variant="fab-jax"),
+    "gmm40-fab-jax-50d": functools.partial(_gmm40, dim=50, variant="fab-jax"),
+    "gmm40-fab-jax-current": functools.partial(_gmm40, variant="fab-jax-current"),
 }
 
 

@@ -20,7 +20,7 @@ _FLOAT_DTYPES = ("float32", "float64")
 def load_target(spec: str | os.PathLike) -> DiagonalGaussianMixture:
     """Return a built-in target by name, or the mixture stored in a parameter file.
 
-    A parameter file is ``.npz`` or ``.json`` and holds ``means`` of shape
+    A parameter file is ``.npz`` or ``.json`` and contains ``means`` of shape
     ``(K, D)``, ``diag_stds`` of shape ``(K, D)`` and, optionally, ``logits``
     of shape ``(K,)`` (equal weights when absent). A JSON file is one object
     with those keys as nested lists of numbers, and may name a ``dtype``
@@ -61,13 +61,13 @@ def load_target(spec: str | os.PathLike) -> DiagonalGaussianMixture:
     missing = [name for name in _REQUIRED if name not in arrays]
     if missing:
         raise ValueError(
-            f"{spec}: missing {', '.join(missing)}; a parameter file holds means, diag_stds "
+            f"{spec}: missing {', '.join(missing)}; a parameter file contains means, diag_stds "
             "and optionally logits"
         )
     unknown = sorted(set(arrays) - set(_KNOWN))
     if unknown:
         raise ValueError(
-            f"{spec}: unexpected entries {unknown}; a parameter file holds means, diag_stds "
+            f"{spec}: unexpected entries {unknown}; a parameter file contains means, diag_stds "
             "and optionally logits"
         )
     if dtype is not None:

@@ -93,7 +93,7 @@ def _squared_distances(x, means, inv_stds):
     return jnp.sum(z * z, axis=-1)
 
 
-def _far_responsibilities(x, means, inv_stds):
+def _far_responsibilities(x, means, inv_stds, logits):
     """Return one-hot responsibilities of the nearest component, from rescaled distances.
 
     Used only where every squared distance overflows, so that the score still
@@ -108,6 +108,8 @@ def _far_responsibilities(x, means, inv_stds):
     else:
         z = (x[:, None, :] * _FAR_SCALE - means[None] * _FAR_SCALE) * inv_stds[None]
         total = jnp.sum(z * z, axis=-1)
+    # A component of weight zero is never the nearest one.
+    total = jnp.where(jnp.isneginf(logits)[None, :], jnp.inf, total)
     nearest = jnp.argmin(total, axis=-1)
     return jax.nn.one_hot(nearest, means.shape[0], dtype=x.dtype)
 
@@ -130,14 +132,14 @@ def _logsumexp_rows(a):
     return shift + jnp.log(jnp.sum(jnp.exp(a - shift[:, None]), axis=-1))
 
 
-def _responsibilities(a, log_probs, x, means, inv_stds):
+def _responsibilities(a, log_probs, x, means, inv_stds, logits):
     """Return the posterior component probabilities p(k | x) of shape (n, k)."""
     regular = jnp.exp(a - jnp.where(jnp.isfinite(log_probs), log_probs, 0.0)[:, None])
     overflowed = jnp.isneginf(log_probs)
     return jax.lax.cond(
         jnp.any(overflowed),
         lambda: jnp.where(
-            overflowed[:, None], _far_responsibilities(x, means, inv_stds), regular
+            overflowed[:, None], _far_responsibilities(x, means, inv_stds, logits), regular
         ),
         lambda: regular,
     )
@@ -211,7 +213,7 @@ def _log_prob_rows_jvp(primals, tangents):
 
     a, inv_stds = _component_log_joints(means, diag_stds, logits, x)
     log_probs = _logsumexp_rows(a)
-    r = _responsibilities(a, log_probs, x, means, inv_stds)
+    r = _responsibilities(a, log_probs, x, means, inv_stds, logits)
 
     tangent = jnp.zeros_like(log_probs)
     if not _is_zero(dx):

@@ -19,7 +19,7 @@ from boltzkit._validation import (
     is_traced,
     wider_float,
 )
-from boltzkit.targets.gaussian_mixture import _functional
+from boltzkit.targets.gaussian_mixture import _functional, _moments, _variants
 
 _log_prob = jax.jit(_functional.log_prob)
 _score = jax.jit(_functional.score)
@@ -58,7 +58,7 @@ def _check_concrete_parameters(means, diag_stds, logits) -> None:
 
 
 @jax.tree_util.register_pytree_node_class
-@dataclasses.dataclass(frozen=True, init=False, eq=False)
+@dataclasses.dataclass(frozen=True, init=False, eq=False, repr=False)
 class DiagonalGaussianMixture:
     r"""A mixture of Gaussians with diagonal covariances.
 
@@ -141,6 +141,14 @@ class DiagonalGaussianMixture:
         object.__setattr__(self, "means", means.astype(dtype))
         object.__setattr__(self, "diag_stds", diag_stds.astype(dtype))
         object.__setattr__(self, "logits", logits.astype(dtype))
+
+    def __repr__(self) -> str:
+        batch = self.means.shape[:-2]
+        batch_text = f", batch_shape={tuple(batch)}" if batch else ""
+        return (
+            f"DiagonalGaussianMixture(n_components={self.n_components}, dim={self.dim}, "
+            f"dtype={self.means.dtype}{batch_text})"
+        )
 
     # ----------------------------------------------------------------- pytree
 
@@ -248,29 +256,57 @@ class DiagonalGaussianMixture:
         dim: int = 2,
         n_components: int = 40,
         loc_scaling: float = 40.0,
-        scale: float = 1.0,
+        scale: float | None = None,
         seed: int = 0,
+        *,
+        variant: str = "default",
     ) -> DiagonalGaussianMixture:
-        """Create the GMM40 benchmark: 40 equally weighted unit Gaussians in 2-D.
+        """Create the GMM40 benchmark: 40 equally weighted isotropic Gaussians in 2-D.
 
-        This is :meth:`create_isotropic_uniform` with ``std=scale`` and
-        ``mean_range=(-loc_scaling, loc_scaling)``, the same target as the
-        GMM40 of the earlier public package named boltzkit. Other codebases
-        draw the 40 means with other generators, so their GMM40 differs.
+        Papers use several different targets under this name: each codebase
+        draws the 40 means with another generator and some use another std.
+        ``variant`` selects one (see the "Which GMM40?" page):
+
+        * ``"default"``: ``numpy.random.default_rng(seed).uniform(-loc_scaling,
+          loc_scaling, (n_components, dim))``, std 1, the GMM40 of the earlier
+          public package named boltzkit. This is :meth:`create_isotropic_uniform`.
+        * ``"fab-torch"``: the torch seed-0 means of fab-torch and iDEM, std
+          ``softplus(1.0)``. Only the published shape (40, 2) exists.
+        * ``"craft"``: the same means with std ``softplus(0.1)``, the CRAFT
+          baseline of the FAB paper.
+        * ``"fab-jax"``: ``jax.random.uniform(PRNGKey(seed), (n_components,
+          dim), -1, 1) * loc_scaling`` on the jax < 0.5 random stream, std 1,
+          as published by fab-jax and "Beyond ELBOs"; ``dim=50`` gives the
+          50-D version of later papers.
+        * ``"fab-jax-current"``: the same expression on the jax >= 0.5 stream.
+
+        Args:
+            dim: the dimension.
+            n_components: the number of components.
+            loc_scaling: the means lie in ``(-loc_scaling, loc_scaling)``.
+            scale: the std of every component; ``None`` takes the variant's.
+            seed: the seed of the generator that draws the means.
+            variant: one of the names above.
+
+        Means that only another framework can draw ship with boltzkit as
+        float32 numbers. Parameters are stored by the dtype policy of the
+        constructor, so with x64 enabled they are float64 copies of those
+        float32 numbers.
 
         Example:
             >>> target = DiagonalGaussianMixture.create_gmm40()
             >>> target.n_components, target.dim
             (40, 2)
+            >>> fab = DiagonalGaussianMixture.create_gmm40(variant="fab-torch")
+            >>> round(float(fab.diag_stds[0, 0]), 7)
+            1.3132616
+            >>> DiagonalGaussianMixture.create_gmm40(dim=50, variant="fab-jax").dim
+            50
         """
-        loc_scaling = check_real("loc_scaling", loc_scaling, positive=True)
-        return cls.create_isotropic_uniform(
-            std=scale,
-            n_components=n_components,
-            dim=dim,
-            mean_range=(-loc_scaling, loc_scaling),
-            seed=seed,
+        means, std = _variants.gmm40_parameters(
+            variant, dim, n_components, loc_scaling, scale, seed
         )
+        return cls.create_isotropic(means=means, std=std)
 
     # ------------------------------------------------------------ properties
 
@@ -429,6 +465,12 @@ class DiagonalGaussianMixture:
         indices = jnp.asarray(indices)
         if not jnp.issubdtype(indices.dtype, jnp.integer):
             raise TypeError(f"indices must be integers, got dtype {indices.dtype}")
+        if not is_traced(indices) and indices.size:
+            low, high = int(indices.min()), int(indices.max())
+            if low < 0 or high >= datasets.MAX_STREAM_LENGTH:
+                raise ValueError(
+                    f"indices must lie in [0, 2**32 - 1), got values from {low} to {high}"
+                )
         flat = indices.reshape(-1).astype(jnp.uint32)
         samples = _sample_indices(self, key, flat)
         return samples.reshape((*indices.shape, self.dim))
@@ -528,6 +570,121 @@ class DiagonalGaussianMixture:
             "logits": np.asarray(self.logits),
         }
 
+    # --------------------------------------------------- exact ground truth
+
+    def mean(self) -> Any:
+        """Return the exact mean ``E[x]`` of shape ``(D,)``.
+
+        Computed in float64 with NumPy from the stored parameters, whatever
+        the x64 setting. Under ``jit``, JAX computes it in the parameters'
+        dtype instead.
+
+        Example:
+            >>> target = DiagonalGaussianMixture.create_isotropic([[0.0, 2.0], [4.0, 6.0]])
+            >>> target.mean()
+            array([2., 4.])
+        """
+        return _moments.mixture_mean(self.means, self.diag_stds, self.logits)
+
+    def second_moment(self) -> Any:
+        """Return the exact second moment ``E[x x^T]`` of shape ``(D, D)``.
+
+        Computed like :meth:`mean`.
+
+        Example:
+            >>> target = DiagonalGaussianMixture.create_isotropic([[1.0, 0.0]], std=2.0)
+            >>> target.second_moment()
+            array([[5., 0.],
+                   [0., 4.]])
+        """
+        return _moments.mixture_second_moment(self.means, self.diag_stds, self.logits)
+
+    def covariance(self) -> Any:
+        """Return the exact covariance ``Cov[x]`` of shape ``(D, D)``.
+
+        Computed like :meth:`mean`, around the mean so that far-away modes
+        lose no precision.
+
+        Example:
+            >>> target = DiagonalGaussianMixture.create_isotropic([[-1.0], [1.0]], std=0.5)
+            >>> target.covariance()
+            array([[1.25]])
+        """
+        return _moments.mixture_covariance(self.means, self.diag_stds, self.logits)
+
+    def quadratic_expectation(self, A: Any, b: Any = None, s: Any = None) -> Any:
+        r"""Return the exact ``E[(x + s)^T A (x + s) + b^T (x + s)]``.
+
+        The closed form is :math:`\sum_k w_k ((\mu_k + s)^T A (\mu_k + s) +
+        \operatorname{tr}(A \Sigma_k) + b^T (\mu_k + s))`, computed like
+        :meth:`mean`. fab-torch uses this expectation with fixed ``A``, ``b``
+        and ``s`` as a ground-truth check of importance-weighted estimates.
+
+        Args:
+            A: a ``(D, D)`` matrix, not necessarily symmetric.
+            b: a ``(D,)`` vector; zero by default.
+            s: a ``(D,)`` shift; zero by default.
+
+        Example:
+            >>> target = DiagonalGaussianMixture.create_isotropic([[1.0]], std=2.0)
+            >>> float(target.quadratic_expectation(A=[[1.0]], b=[3.0], s=[1.0]))
+            14.0
+        """
+        return _moments.quadratic_expectation(
+            self.means, self.diag_stds, self.logits, A=A, b=b, s=s
+        )
+
+    def responsibilities(self, x: Any) -> jax.Array:
+        """Return the component probabilities ``p(k | x)`` at ``x`` of shape ``(..., D)``.
+
+        The result has shape ``(..., K)`` and every row sums to one. It is
+        computed with JAX in the wider float dtype of the target and ``x``.
+
+        Example:
+            >>> target = DiagonalGaussianMixture.create_isotropic([[-1.0], [1.0]])
+            >>> target.responsibilities([[0.0]]).tolist()
+            [[0.5, 0.5]]
+        """
+        x = check_points(x, self.dim)
+        return _responsibilities(self.means, self.diag_stds, self.logits, x)
+
+    def marginal(self, dims: Any) -> DiagonalGaussianMixture:
+        """Return the marginal distribution of the coordinates ``dims``, a diagonal mixture.
+
+        Args:
+            dims: an int or a sequence of distinct ints. Negative values
+                count from the end. The marginal's coordinates follow this order.
+
+        Example:
+            >>> target = DiagonalGaussianMixture.create_isotropic([[1.0, 2.0, 3.0]])
+            >>> target.marginal([2, 0]).means.tolist()
+            [[3.0, 1.0]]
+        """
+        parameters = _moments.marginal_parameters(self.means, self.diag_stds, self.logits, dims)
+        return type(self)(*parameters)
+
+    def rescale(self, c: Any) -> DiagonalGaussianMixture:
+        """Return the distribution of ``x / c`` for ``x`` drawn from this target.
+
+        The means and standard deviations are divided by ``c``, a positive
+        scalar or a ``(D,)`` vector, and the weights are unchanged. The
+        log-densities satisfy ``rescaled.log_prob(x / c) = self.log_prob(x) +
+        D * log(c)`` (``sum(log(c))`` for a vector). iDEM trains GMM40 in
+        coordinates divided by 50: ``target.rescale(50.0)`` is that
+        distribution, normalized.
+
+        Example:
+            >>> import math
+            >>> target = DiagonalGaussianMixture.create_gmm40(variant="fab-torch")
+            >>> small = target.rescale(50.0)
+            >>> x = target.sample(3, seed=0)
+            >>> shift = small.log_prob(x / 50.0) - target.log_prob(x)
+            >>> bool(abs(shift - 2 * math.log(50.0)).max() < 1e-4)
+            True
+        """
+        parameters = _moments.rescale_parameters(self.means, self.diag_stds, self.logits, c)
+        return type(self)(*parameters)
+
 
 def _check_range(name: str, value: Any) -> tuple[float, float]:
     try:
@@ -539,6 +696,9 @@ def _check_range(name: str, value: Any) -> tuple[float, float]:
     if not low < high:
         raise ValueError(f"{name} must satisfy low < high, got ({low}, {high})")
     return low, high
+
+
+_responsibilities = jax.jit(_moments.responsibilities)
 
 
 @jax.jit
