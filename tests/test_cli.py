@@ -158,11 +158,15 @@ def test_demo_writes_its_files(tmp_path):
     result = run_script("demo", "--out", "out", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     files = sorted(os.listdir(tmp_path / "out"))
-    assert files == ["gmm40.json", "gmm40.png", "summary.json", "test.npz", "train.npz",
-                     "val.npz"]
+    assert files == ["gmm40.json", "gmm40.png", "mala.npy", "mala.png", "summary.json", "test.npz",
+                     "train.npz", "val.npz"]
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["splits"]["train"]["length"] == 100_000
     assert summary["test_modes_visited"] == 40
+    mala = summary["mala"]["metrics"]
+    assert mala["n_samples"] == 2000
+    assert 0.5 < mala["emc"] <= 1.0
+    assert np.load(tmp_path / "out" / "mala.npy").shape == (2000, 2)
 
     rerun = run_script("demo", "--out", "out", cwd=tmp_path)
     assert rerun.returncode == 2

@@ -22,7 +22,7 @@ def brute_force_assignment_cost(cost):
 @pytest.mark.parametrize("n", [1, 2, 3, 5, 7])
 def test_assignment_matches_brute_force(n):
     rng = np.random.default_rng(n)
-    cost = rng.uniform(0.0, 10.0, size=(n, n))
+    cost = rng.uniform(-5.0, 10.0, size=(n, n))
     columns = np.asarray(evaluation.assignment(jnp.asarray(cost, jnp.float32)))
     assert sorted(columns.tolist()) == list(range(n))
     found = cost[np.arange(n), columns].sum()
@@ -221,3 +221,18 @@ def test_point_sets_must_share_dimension():
         evaluation.wasserstein2(np.zeros((3, 2)), np.zeros(3))
     with pytest.raises(ValueError, match="method must be"):
         evaluation.wasserstein2(np.zeros((3, 2)), np.zeros((3, 2)), method="emd")
+
+
+def test_w2_in_float64_matches_pot_to_rounding():
+    rng = np.random.default_rng(15)
+    x = rng.normal(size=(120, 2)) * 5.0
+    y = rng.normal(size=(120, 2)) * 5.0 + 1.0
+    weights = np.full(120, 1.0 / 120)
+    expected = math.sqrt(ot.emd2(weights, weights, ot.dist(x, y, metric="sqeuclidean")))
+    with jax.enable_x64(True):
+        exact = evaluation.wasserstein2(jnp.asarray(x), jnp.asarray(y))
+        sinkhorn = evaluation.wasserstein2(jnp.asarray(x), jnp.asarray(y), method="sinkhorn")
+    assert exact.dtype == jnp.float64
+    assert float(exact) == pytest.approx(expected, rel=1e-12)
+    assert float(sinkhorn) == pytest.approx(expected, rel=0.01)
+    assert float(sinkhorn) <= expected * (1 + 1e-9)

@@ -8,10 +8,10 @@ import sys
 from collections.abc import Sequence
 
 from boltzkit._version import __version__
-from boltzkit.cli import _dataset, _demo, _info, _plot, _sample
+from boltzkit.cli import _dataset, _demo, _evaluate, _info, _plot, _sample
 from boltzkit.cli._errors import CommandError
 
-COMMANDS = (_info, _sample, _dataset, _plot, _demo)
+COMMANDS = (_info, _sample, _dataset, _plot, _evaluate, _demo)
 
 EXIT_USAGE = 2
 
@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="boltzkit",
         description=(
             "Differentiable target distributions for neural samplers: inspect a target, "
-            "draw exact samples, write reproducible datasets and plot densities."
+            "draw exact samples, write reproducible datasets, plot densities and score samplers."
         ),
         epilog=(
             "TARGET is a built-in name (gmm40) or a parameter file (.npz or .json) holding "

@@ -3,16 +3,16 @@
 Three groups, by what they need:
 
 * importance weights, from the model's and the target's log densities at
-  model samples (:func:`reverse_ess`, :func:`logZ_estimate`, :func:`elbo`,
-  :func:`reverse_kl`) or at target samples (:func:`eubo`,
-  :func:`forward_ess`, :func:`forward_kl`, :func:`nll`);
-* samples only (:func:`mmd_squared`, :func:`wasserstein2`,
-  :func:`energy_distance`), and histograms of the target's log density
-  (:func:`log_prob_histogram_tv`);
-* mixture targets (:func:`responsibilities`, :func:`entropic_mode_coverage`,
-  :func:`modes_covered`, :func:`component_weights_tv`).
+  model samples (`reverse_ess`, `logZ_estimate`, `elbo`,
+  `reverse_kl`) or at target samples (`eubo`,
+  `forward_ess`, `forward_kl`, `nll`);
+* samples only (`mmd_squared`, `wasserstein2`,
+  `energy_distance`), and histograms of the target's log density
+  (`log_prob_histogram_tv`);
+* mixture targets (`responsibilities`, `entropic_mode_coverage`,
+  `modes_covered`, `component_weights_tv`).
 
-:func:`evaluate` runs every metric its inputs allow and returns floats.
+`evaluate` runs every metric its inputs allow and returns floats.
 
 Example:
     >>> from boltzkit.targets import DiagonalGaussianMixture
@@ -65,8 +65,8 @@ __all__ = [
     "evaluate",
     "forward_ess",
     "forward_kl",
-    "log_prob_histogram_tv",
     "logZ_estimate",
+    "log_prob_histogram_tv",
     "median_bandwidth",
     "mmd_squared",
     "modes_covered",

@@ -74,7 +74,8 @@ def evaluate(
 
     Always computed from ``samples`` and reference samples: ``mmd_squared``
     (median-heuristic bandwidth unless ``mmd_bandwidth`` is given), ``w2``
-    (exact for equal sizes up to 4096, Sinkhorn otherwise),
+    (exact for equal sizes up to 4096, Sinkhorn otherwise, which is slow on
+    a CPU: see `wasserstein2`),
     ``energy_distance`` and ``log_prob_tv``; for a mixture target also
     ``emc``, ``modes_covered`` and ``component_weights_tv``. With the
     model's normalized log density at ``samples``: ``reverse_ess``,

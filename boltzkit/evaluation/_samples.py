@@ -33,8 +33,8 @@ def median_bandwidth(x: Any, y: Any) -> jax.Array:
     r"""Return the median heuristic bandwidth: the median distance between pooled samples.
 
     The median runs over all pairs of distinct points of the union of ``x``
-    and ``y``, :math:`(n + m)(n + m - 1) / 2` pairs, so memory grows as
-    :math:`(n + m)^2`.
+    and ``y``, $(n + m)(n + m - 1) / 2$ pairs, so memory grows as
+    $(n + m)^2$.
 
     Example:
         >>> import jax.numpy as jnp
@@ -57,30 +57,30 @@ def mmd_squared(
 ) -> jax.Array:
     r"""Return the squared maximum mean discrepancy (MMD) with a Gaussian RBF kernel.
 
-    .. math::
-
-        \mathrm{MMD}^2 = \frac{1}{n(n-1)} \sum_{i \ne i'} k(x_i, x_{i'})
-        + \frac{1}{m(m-1)} \sum_{j \ne j'} k(y_j, y_{j'})
-        - \frac{2}{nm} \sum_{ij} k(x_i, y_j),
-        \qquad k(a, b) = \frac{1}{L} \sum_{l=1}^{L} \exp\Big(-\frac{\lVert a - b\rVert^2}{2 h_l^2}\Big).
+    $$
+    \mathrm{MMD}^2 = \frac{1}{n(n-1)} \sum_{i \ne i'} k(x_i, x_{i'})
+    + \frac{1}{m(m-1)} \sum_{j \ne j'} k(y_j, y_{j'})
+    - \frac{2}{nm} \sum_{ij} k(x_i, y_j),
+    \qquad k(a, b) = \frac{1}{L} \sum_{l=1}^{L} \exp\Big(-\frac{\lVert a - b\rVert^2}{2 h_l^2}\Big).
+    $$
 
     This is the unbiased U-statistic, whose expectation is zero when both
     sets come from one distribution, so it can be slightly negative. With
     ``unbiased=False`` the sums include ``i = i'`` and divide by
-    :math:`n^2` and :math:`m^2` (the V-statistic, never negative, with a
-    floor near :math:`2/n` for a perfect sampler).
+    $n^2$ and $m^2$ (the V-statistic, never negative, with a
+    floor near $2/n$ for a perfect sampler).
 
     Args:
         x: model samples of shape ``(n, d)``, ``n >= 2``.
         y: reference samples of shape ``(m, d)``, ``m >= 2``.
         bandwidth: the kernel length scale ``h``, a sequence of them (the
             kernel is then the mean over the scales) or ``None`` for the
-            median heuristic :func:`median_bandwidth`.
+            median heuristic `median_bandwidth`.
         unbiased: whether to return the U-statistic.
 
     Sample sizes: the standard deviation of the U-statistic under a perfect
-    sampler shrinks as :math:`1/n`; memory and time grow as
-    :math:`(n + m)^2`, so a few thousand samples on each side is the
+    sampler shrinks as $1/n$; memory and time grow as
+    $(n + m)^2$, so a few thousand samples on each side is the
     practical range.
 
     Example:
@@ -139,17 +139,17 @@ def _mmd_squared(x, y, bandwidths, unbiased):
 def energy_distance(x: Any, y: Any) -> jax.Array:
     r"""Return the squared energy distance between two sample sets.
 
-    .. math::
-
-        \mathcal{E}^2 = \frac{2}{nm} \sum_{ij} \lVert x_i - y_j \rVert
-        - \frac{1}{n(n-1)} \sum_{i \ne i'} \lVert x_i - x_{i'} \rVert
-        - \frac{1}{m(m-1)} \sum_{j \ne j'} \lVert y_j - y_{j'} \rVert,
+    $$
+    \mathcal{E}^2 = \frac{2}{nm} \sum_{ij} \lVert x_i - y_j \rVert
+    - \frac{1}{n(n-1)} \sum_{i \ne i'} \lVert x_i - x_{i'} \rVert
+    - \frac{1}{m(m-1)} \sum_{j \ne j'} \lVert y_j - y_{j'} \rVert,
+    $$
 
     the U-statistic form, unbiased for
-    :math:`2E\lVert X - Y\rVert - E\lVert X - X'\rVert - E\lVert Y - Y'\rVert`,
+    $2E\lVert X - Y\rVert - E\lVert X - X'\rVert - E\lVert Y - Y'\rVert$,
     which is zero exactly when the two distributions are equal. It has no
     bandwidth, and its gradient is finite even where two points coincide.
-    Memory and time grow as :math:`(n + m)^2`.
+    Memory and time grow as $(n + m)^2$.
 
     Example:
         >>> import jax.numpy as jnp
@@ -182,21 +182,27 @@ def wasserstein2(
 ) -> jax.Array:
     r"""Return the Wasserstein-2 distance between the empirical measures of two sample sets.
 
-    .. math::
-
-        W_2 = \Big( \min_{\pi \in \Pi(\hat\mu_x, \hat\mu_y)}
-        \sum_{ij} \pi_{ij} \lVert x_i - y_j \rVert^2 \Big)^{1/2}.
+    $$
+    W_2 = \Big( \min_{\pi \in \Pi(\hat\mu_x, \hat\mu_y)}
+    \sum_{ij} \pi_{ij} \lVert x_i - y_j \rVert^2 \Big)^{1/2}.
+    $$
 
     ``method="exact"`` needs ``n == m`` and solves the problem exactly as an
-    assignment (see :func:`boltzkit.evaluation.assignment`), in
-    :math:`O(n^3)` time at worst and :math:`O(n^2)` memory.
-    ``method="sinkhorn"`` returns :math:`\sqrt{\max(S_\varepsilon, 0)}`
-    with :math:`S_\varepsilon` the debiased Sinkhorn divergence, for sets of
-    any sizes in :math:`O(nm)` time per iteration and :math:`O(n + m)`
+    assignment (see `boltzkit.evaluation.assignment`), in
+    $O(n^3)$ time at worst and $O(n^2)$ memory.
+    ``method="sinkhorn"`` returns $\sqrt{\max(S_\varepsilon, 0)}$
+    with $S_\varepsilon$ the debiased Sinkhorn divergence, for sets of
+    any sizes in $O(nm)$ time per iteration and $O(n + m)$
     memory. It converges to the exact value from below as the iterations
     grow and ``epsilon`` shrinks; multimodal targets need many iterations,
     and an unconverged run underestimates W2. ``method="auto"`` runs the
     exact assignment for equal sizes up to 4096 and Sinkhorn otherwise.
+
+    Cost on one CPU core in float32 (a 2-core machine shared with other jobs,
+    jax 0.10.2): the exact assignment of 2000 against 2000 GMM40 samples
+    takes about 1.6 s; Sinkhorn with the default 1000 iterations on 1000
+    against 2000 takes about 35 s of CPU time, so on a CPU prefer equal
+    sizes and the exact method.
 
     Args:
         x: model samples of shape ``(n, d)``, ``n >= 2``.
@@ -209,13 +215,13 @@ def wasserstein2(
             temperature geometrically to ``epsilon``.
 
     Sample sizes: W2 between two samples of one distribution shrinks slowly
-    with ``n`` (as :math:`n^{-1/d}` in ``d > 4`` dimensions), so compare
+    with ``n`` (as $n^{-1/d}$ in ``d > 4`` dimensions), so compare
     values only at equal ``n`` and against the floor of a perfect sampler.
 
     Example:
         >>> import jax.numpy as jnp
         >>> x = jnp.array([[0.0, 0.0], [1.0, 0.0]])
-        >>> float(wasserstein2(x, x + jnp.array([0.0, 3.0])))
+        >>> float(wasserstein2(x, x + jnp.array([[0.0, 3.0]])))
         3.0
     """
     x, y = _checks.point_sets(x, y)
@@ -253,19 +259,19 @@ def log_prob_histogram_tv(
 ) -> jax.Array:
     r"""Return the total variation between histograms of target log densities.
 
-    Both inputs are :math:`\log \tilde p` of the *target*, one at exact
+    Both inputs are $\log \tilde p$ of the *target*, one at exact
     target samples and one at model samples. The ``n_bins`` equal-width
     bins span the range of ``reference_log_probs``; two more bins collect
     the values below and above it, so a model sample far in the tails still
-    counts. With :math:`h` and :math:`g` the bin frequencies,
+    counts. With $h$ and $g$ the bin frequencies,
 
-    .. math::
-
-        \mathrm{TV} = \tfrac12 \sum_b \lvert h_b - g_b \rvert \in [0, 1].
+    $$
+    \mathrm{TV} = \tfrac12 \sum_b \lvert h_b - g_b \rvert \in [0, 1].
+    $$
 
     It detects samples at the wrong density level (too concentrated on the
     modes or spread into the tails) in any dimension, at the cost of a
-    finite-sample floor of roughly :math:`0.4\sqrt{n_\text{bins} / N}`.
+    finite-sample floor of roughly $0.4\sqrt{n_\text{bins} / N}$.
     An unnormalized target shifts both inputs equally and changes nothing.
 
     Example:

@@ -3,13 +3,13 @@ r"""Optimal transport between two sample sets: an exact assignment and a Sinkhor
 The squared Wasserstein-2 distance between two empirical measures of ``n``
 points each with equal weights is
 
-.. math::
-
-    W_2^2 = \min_{\sigma} \frac{1}{n} \sum_i \lVert x_i - y_{\sigma(i)} \rVert^2,
+$$
+W_2^2 = \min_{\sigma} \frac{1}{n} \sum_i \lVert x_i - y_{\sigma(i)} \rVert^2,
+$$
 
 a minimum over permutations, because the extreme points of the transport
 polytope between two uniform measures of equal size are permutation
-matrices. :func:`assignment` finds the optimal permutation with the
+matrices. `assignment` finds the optimal permutation with the
 shortest augmenting path method of Jonker and Volgenant, in the form
 described by Crouse (2016), written with ``jax.lax`` loops so that it jits.
 """
@@ -28,22 +28,22 @@ def squared_distances(x, y):
     return jnp.sum(difference * difference, axis=-1)
 
 
-def assignment(cost):
+def assignment(cost: jax.Array) -> jax.Array:
     r"""Return the column assigned to each row by a minimum-cost perfect matching.
 
-    Solves :math:`\min_\sigma \sum_i C_{i\sigma(i)}` for a square, finite
+    Solves $\min_\sigma \sum_i C_{i\sigma(i)}$ for a square, finite
     cost matrix. Each of the ``n`` rows is added by one Dijkstra search
-    over reduced costs :math:`C_{ij} - u_i - v_j`, which stay non-negative,
+    over reduced costs $C_{ij} - u_i - v_j$, which stay non-negative,
     so the result is optimal up to floating-point rounding. The work is
-    :math:`O(n^3)` in the worst case and far less for point clouds; every
+    $O(n^3)$ in the worst case and far less for point clouds; every
     step of a search is one vector operation over ``n`` columns.
 
     Args:
         cost: a finite array of shape ``(n, n)``.
 
     Returns:
-        An int32 array ``columns`` of shape ``(n,)``: row ``i`` is matched to
-        column ``columns[i]``.
+        The int32 array ``columns`` of shape ``(n,)`` that matches row ``i``
+        to column ``columns[i]``.
 
     Example:
         >>> import jax.numpy as jnp
@@ -132,7 +132,7 @@ def exact_w2_squared(x, y):
 
 
 def _softmin_rows(epsilon, x, y, log_weights_y, potential_y, rows_per_batch):
-    r"""Return :math:`-\varepsilon \log \sum_j b_j \exp((g_j - \lVert x_i - y_j \rVert^2) / \varepsilon)`."""
+    r"""Return $-\varepsilon \log \sum_j b_j \exp((g_j - \lVert x_i - y_j \rVert^2) / \varepsilon)$."""
 
     def one(point):
         difference = point[None, :] - y
@@ -145,13 +145,13 @@ def _softmin_rows(epsilon, x, y, log_weights_y, potential_y, rows_per_batch):
 def sinkhorn_divergence(x, y, *, epsilon, n_iterations, rows_per_batch=512):
     r"""Return the debiased Sinkhorn divergence with squared Euclidean cost.
 
-    :math:`S_\varepsilon(x, y) = OT_\varepsilon(x, y) - \tfrac12 OT_\varepsilon(x, x)
-    - \tfrac12 OT_\varepsilon(y, y)`, where :math:`OT_\varepsilon` is the
-    entropic transport cost between the uniform empirical measures, computed
-    by log-domain Sinkhorn iterations whose temperature decreases
-    geometrically from the mean squared distance to ``epsilon`` over the
-    first half of the iterations (epsilon scaling). The cost matrix is never
-    stored: rows are processed ``rows_per_batch`` at a time.
+    $S_\varepsilon(x, y) = OT_\varepsilon(x, y) - \tfrac12 OT_\varepsilon(x, x)
+    - \tfrac12 OT_\varepsilon(y, y)$, where $OT_\varepsilon$ is the
+    entropic transport cost between the uniform empirical measures. It is
+    computed by log-domain Sinkhorn iterations. Over the first half of them
+    the temperature falls geometrically from the mean squared distance to
+    ``epsilon`` (epsilon scaling). The cost matrix is never stored, because
+    rows are processed ``rows_per_batch`` at a time.
     """
     dtype = wider_float(x.dtype, y.dtype)
     x = x.astype(dtype)
@@ -169,7 +169,7 @@ def sinkhorn_divergence(x, y, *, epsilon, n_iterations, rows_per_batch=512):
         return _softmin_rows(eps, points, others, log_weights, potential, rows_per_batch)
 
     def step(t, potentials):
-        f_xy, g_xy, f_xx, g_yy = potentials
+        _, g_xy, f_xx, g_yy = potentials
         eps = jnp.maximum(epsilon, start * decay ** t.astype(dtype))
         # The cross potentials take alternating Sinkhorn updates; the self
         # potentials are averaged with their update, which makes the
@@ -193,7 +193,7 @@ def sinkhorn_divergence(x, y, *, epsilon, n_iterations, rows_per_batch=512):
 
 
 def mean_squared_distance(x, y):
-    r"""Return :math:`\frac{1}{nm}\sum_{ij} \lVert x_i - y_j \rVert^2` in O((n + m) d) time."""
+    r"""Return $\frac{1}{nm}\sum_{ij} \lVert x_i - y_j \rVert^2$ in O((n + m) d) time."""
     mean_x = jnp.mean(x, axis=0)
     mean_y = jnp.mean(y, axis=0)
     shift = mean_x - mean_y

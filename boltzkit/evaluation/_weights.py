@@ -1,12 +1,12 @@
 r"""Metrics from importance weights: model log densities paired with target log densities.
 
-At a point :math:`x` the log importance weight is
-:math:`\log w(x) = \log \tilde p(x) - \log q(x)`, where :math:`\tilde p`
+At a point $x$ the log importance weight is
+$\log w(x) = \log \tilde p(x) - \log q(x)$, where $\tilde p$
 is the target density up to its normalizing constant
-:math:`Z = \int \tilde p` and :math:`q` is the model density, which must be
+$Z = \int \tilde p$ and $q$ is the model density, which must be
 normalized. The *reverse* metrics average over samples of the model
-:math:`q`; the *forward* metrics average over samples of the target
-:math:`p = \tilde p / Z`.
+$q$; the *forward* metrics average over samples of the target
+$p = \tilde p / Z$.
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ def _log_mean_exp(values):
 def reverse_ess(target_log_probs: Any, model_log_probs: Any) -> jax.Array:
     r"""Return the reverse effective sample size as a fraction of the number of samples.
 
-    .. math::
-
-        \mathrm{ESS}_q / N = \frac{(\sum_i w_i)^2}{N \sum_i w_i^2},
-        \qquad x_i \sim q,\; w_i = \tilde p(x_i) / q(x_i),
+    $$
+    \mathrm{ESS}_q / N = \frac{(\sum_i w_i)^2}{N \sum_i w_i^2},
+    \qquad x_i \sim q,\; w_i = \tilde p(x_i) / q(x_i),
+    $$
 
     computed from log weights with log-sum-exp. It lies in ``[1/N, 1]`` and
     is 1 when every weight is equal. The target may be unnormalized, and so
@@ -42,8 +42,8 @@ def reverse_ess(target_log_probs: Any, model_log_probs: Any) -> jax.Array:
     Use at least a few thousand samples and read it with the forward ESS.
 
     Args:
-        target_log_probs: :math:`\log \tilde p(x_i)` at model samples, shape ``(N,)``.
-        model_log_probs: :math:`\log q(x_i)` at the same samples, shape ``(N,)``.
+        target_log_probs: $\log \tilde p(x_i)$ at model samples, shape ``(N,)``.
+        model_log_probs: $\log q(x_i)$ at the same samples, shape ``(N,)``.
 
     Example:
         >>> import jax.numpy as jnp
@@ -64,20 +64,20 @@ def _reverse_ess(target_log_probs, model_log_probs):
 def logZ_estimate(target_log_probs: Any, model_log_probs: Any) -> jax.Array:
     r"""Return the importance-sampling estimate of the log normalizing constant.
 
-    .. math::
+    $$
+    \widehat{\log Z} = \log \frac{1}{N} \sum_i \frac{\tilde p(x_i)}{q(x_i)},
+    \qquad x_i \sim q.
+    $$
 
-        \widehat{\log Z} = \log \frac{1}{N} \sum_i \frac{\tilde p(x_i)}{q(x_i)},
-        \qquad x_i \sim q.
-
-    The estimate of :math:`Z` is unbiased when ``q`` is normalized and covers
+    The estimate of $Z$ is unbiased when ``q`` is normalized and covers
     the target's support; its logarithm is biased downward by about
-    :math:`\operatorname{Var}(w) / (2 N Z^2)`. For a target whose
-    :math:`\log Z` is known (0 for a normalized target), the error
+    $\operatorname{Var}(w) / (2 N Z^2)$. For a target whose
+    $\log Z$ is known (0 for a normalized target), the error
     ``logZ_estimate - logZ`` measures the sampler.
 
     Args:
-        target_log_probs: :math:`\log \tilde p(x_i)` at model samples, shape ``(N,)``.
-        model_log_probs: normalized :math:`\log q(x_i)` at the same samples.
+        target_log_probs: $\log \tilde p(x_i)$ at model samples, shape ``(N,)``.
+        model_log_probs: normalized $\log q(x_i)$ at the same samples.
 
     Example:
         >>> import jax.numpy as jnp
@@ -91,15 +91,15 @@ def logZ_estimate(target_log_probs: Any, model_log_probs: Any) -> jax.Array:
 def elbo(target_log_probs: Any, model_log_probs: Any) -> jax.Array:
     r"""Return the evidence lower bound, the mean log weight under the model.
 
-    .. math::
+    $$
+    \mathrm{ELBO} = \frac{1}{N} \sum_i \log \tilde p(x_i) - \log q(x_i),
+    \qquad x_i \sim q,
+    $$
 
-        \mathrm{ELBO} = \frac{1}{N} \sum_i \log \tilde p(x_i) - \log q(x_i),
-        \qquad x_i \sim q,
-
-    which estimates :math:`\log Z - \mathrm{KL}(q \,\|\, p) \le \log Z`. The
+    which estimates $\log Z - \mathrm{KL}(q \,\|\, p) \le \log Z$. The
     model must be normalized; the target may be unnormalized. The Monte Carlo
     error is the standard deviation of the log weights over
-    :math:`\sqrt{N}`, so a few hundred samples already give a stable value.
+    $\sqrt{N}$, so a few hundred samples already give a stable value.
 
     Example:
         >>> import jax.numpy as jnp
@@ -111,17 +111,17 @@ def elbo(target_log_probs: Any, model_log_probs: Any) -> jax.Array:
 
 
 def reverse_kl(target_log_probs: Any, model_log_probs: Any, logZ: float = 0.0) -> jax.Array:
-    r"""Return the Monte Carlo estimate of :math:`\mathrm{KL}(q \,\|\, p)` from model samples.
+    r"""Return the Monte Carlo estimate of $\mathrm{KL}(q \,\|\, p)$ from model samples.
 
-    .. math::
-
-        \widehat{\mathrm{KL}}(q \,\|\, p) = \frac{1}{N} \sum_i \log q(x_i)
-        - \log \tilde p(x_i) + \log Z = \log Z - \mathrm{ELBO},
-        \qquad x_i \sim q.
+    $$
+    \widehat{\mathrm{KL}}(q \,\|\, p) = \frac{1}{N} \sum_i \log q(x_i)
+    - \log \tilde p(x_i) + \log Z = \log Z - \mathrm{ELBO},
+    \qquad x_i \sim q.
+    $$
 
     Both densities must be normalized, or the target's ``logZ`` passed.
     The error is the standard deviation of the log weights over
-    :math:`\sqrt{N}`.
+    $\sqrt{N}$.
 
     Example:
         >>> import jax.numpy as jnp
@@ -135,15 +135,15 @@ def reverse_kl(target_log_probs: Any, model_log_probs: Any, logZ: float = 0.0) -
 def eubo(target_log_probs: Any, model_log_probs: Any) -> jax.Array:
     r"""Return the evidence upper bound, the mean log weight under the target.
 
-    .. math::
+    $$
+    \mathrm{EUBO} = \frac{1}{N} \sum_i \log \tilde p(x_i) - \log q(x_i),
+    \qquad x_i \sim p,
+    $$
 
-        \mathrm{EUBO} = \frac{1}{N} \sum_i \log \tilde p(x_i) - \log q(x_i),
-        \qquad x_i \sim p,
-
-    which estimates :math:`\log Z + \mathrm{KL}(p \,\|\, q) \ge \log Z`. The
+    which estimates $\log Z + \mathrm{KL}(p \,\|\, q) \ge \log Z$. The
     model must be normalized. It needs exact target samples, so it is
     available for targets such as mixtures that can be sampled. The error is
-    the standard deviation of the log weights over :math:`\sqrt{N}`.
+    the standard deviation of the log weights over $\sqrt{N}$.
 
     Example:
         >>> import jax.numpy as jnp
@@ -157,15 +157,15 @@ def eubo(target_log_probs: Any, model_log_probs: Any) -> jax.Array:
 def forward_ess(target_log_probs: Any, model_log_probs: Any) -> jax.Array:
     r"""Return the forward effective sample size as a fraction of the number of samples.
 
-    With target samples, :math:`E_q[w] = Z` and :math:`E_q[w^2] = Z\,E_p[w]`,
-    and :math:`1/Z = E_p[1/w]`, so the ESS fraction
-    :math:`(E_q w)^2 / E_q[w^2]` is estimated without knowing :math:`Z` as
+    With target samples, $E_q[w] = Z$ and $E_q[w^2] = Z\,E_p[w]$,
+    and $1/Z = E_p[1/w]$, so the ESS fraction
+    $(E_q w)^2 / E_q[w^2]$ is estimated without knowing $Z$ as
 
-    .. math::
-
-        \mathrm{ESS}_p / N = \Big( \frac{1}{N} \sum_i w_i \cdot
-        \frac{1}{N} \sum_i w_i^{-1} \Big)^{-1},
-        \qquad x_i \sim p,\; w_i = \tilde p(x_i) / q(x_i).
+    $$
+    \mathrm{ESS}_p / N = \Big( \frac{1}{N} \sum_i w_i \cdot
+    \frac{1}{N} \sum_i w_i^{-1} \Big)^{-1},
+    \qquad x_i \sim p,\; w_i = \tilde p(x_i) / q(x_i).
+    $$
 
     It is at most 1, equal to 1 for ``q = p``, and unlike the reverse ESS it
     drops when the model misses a mode, because target samples land where the
@@ -183,13 +183,13 @@ def forward_ess(target_log_probs: Any, model_log_probs: Any) -> jax.Array:
 
 
 def forward_kl(target_log_probs: Any, model_log_probs: Any, logZ: float = 0.0) -> jax.Array:
-    r"""Return the Monte Carlo estimate of :math:`\mathrm{KL}(p \,\|\, q)` from target samples.
+    r"""Return the Monte Carlo estimate of $\mathrm{KL}(p \,\|\, q)$ from target samples.
 
-    .. math::
-
-        \widehat{\mathrm{KL}}(p \,\|\, q) = \frac{1}{N} \sum_i \log \tilde p(x_i)
-        - \log Z - \log q(x_i) = \mathrm{EUBO} - \log Z,
-        \qquad x_i \sim p.
+    $$
+    \widehat{\mathrm{KL}}(p \,\|\, q) = \frac{1}{N} \sum_i \log \tilde p(x_i)
+    - \log Z - \log q(x_i) = \mathrm{EUBO} - \log Z,
+    \qquad x_i \sim p.
+    $$
 
     Both densities must be normalized, or the target's ``logZ`` passed.
 
@@ -205,14 +205,14 @@ def forward_kl(target_log_probs: Any, model_log_probs: Any, logZ: float = 0.0) -
 def nll(model_log_probs: Any) -> jax.Array:
     r"""Return the negative log-likelihood of target samples under the model.
 
-    .. math::
+    $$
+    \mathrm{NLL} = -\frac{1}{N} \sum_i \log q(x_i), \qquad x_i \sim p,
+    $$
 
-        \mathrm{NLL} = -\frac{1}{N} \sum_i \log q(x_i), \qquad x_i \sim p,
-
-    which equals :math:`H(p) + \mathrm{KL}(p \,\|\, q)`. The model must be
+    which equals $H(p) + \mathrm{KL}(p \,\|\, q)$. The model must be
     normalized. Values compare only between models evaluated in the same
     coordinates: a change of scale by ``c`` in ``D`` dimensions shifts it by
-    :math:`D \log c`.
+    $D \log c$.
 
     Example:
         >>> import jax.numpy as jnp
