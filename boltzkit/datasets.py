@@ -327,8 +327,8 @@ def iter_blocks(
         >>> from boltzkit.targets import DiagonalGaussianMixture
         >>> target = DiagonalGaussianMixture.create_gmm40()
         >>> blocks = iter_blocks(target, split_key("train"), 0, 10, block_size=4)
-        >>> [samples.shape[0] for samples, _, _ in blocks]
-        [4, 4, 2]
+        >>> tuple(samples.shape[0] for samples, _, _ in blocks)
+        (4, 4, 2)
     """
     if block_size is None:
         block_size = block_size_for(length)

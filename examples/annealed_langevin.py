@@ -8,7 +8,7 @@ geometric path
 
 with one Metropolis-adjusted Langevin (MALA) step per level. The importance
 log-weight of a chain accumulates ``(beta_t - beta_{t-1}) (log p(x) - log q0(x))``
-before each move, so the weights correct for chains that fell into the wrong
+before each move. The weights correct for chains that fell into the wrong
 proportion of modes, and their mean estimates the normalizing constant Z of
 ``p`` (``log Z = 0`` for GMM40, since its density is normalized).
 
@@ -164,8 +164,9 @@ def draw_figure(target, samples, log_weights, path: str) -> None:
     axes = figure.subplots()
     axes.contour(xx, yy, log_density, levels=levels, cmap="Greys", linewidths=0.6)
     relative = log_weights - np.max(log_weights)
-    shown = axes.scatter(samples[:, 0], samples[:, 1], s=3, c=np.maximum(relative, -10.0), cmap="viridis")
-    figure.colorbar(shown, ax=axes, label="log-weight relative to the largest")
+    points_drawn = axes.scatter(samples[:, 0], samples[:, 1], s=3, c=np.maximum(relative, -10.0),
+                                cmap="viridis")
+    figure.colorbar(points_drawn, ax=axes, label="log-weight relative to the largest")
     axes.set_title("annealed Langevin (AIS with MALA): chain end points")
     axes.set_aspect("equal")
     axes.set_xlim(-50, 50)

@@ -42,8 +42,8 @@ from boltzkit import evaluation
 from boltzkit.targets import DiagonalGaussianMixture
 
 # GMM40's means lie in [-40, 40]^2. Dividing by this scale brings the data to
-# about [-2, 2]^2, where a standard normal base and an MLP with unit-scale
-# initialization fit; each mode then has a std of 1 / DATA_SCALE.
+# about [-2, 2]^2, which matches a standard normal base and an MLP with
+# unit-scale initialization. Each mode then has a std of 1 / DATA_SCALE.
 DATA_SCALE = 20.0
 
 FULL = {"steps": 3000, "batch_size": 1024, "n_eval": 4000, "ode_steps": 32}

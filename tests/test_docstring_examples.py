@@ -1,12 +1,12 @@
 """Every public function, class, method and property has a runnable ``>>>`` example.
 
-``--doctest-modules`` runs the examples; this test makes sure they exist. It
-discovers the public API at run time, so modules added later are checked
-too: every module under ``boltzkit`` whose dotted name has no component
-starting with ``_``, the names it exports (its ``__all__``, or else the
-public names it defines), modules exported by name (such as
-``boltzkit.targets.gaussian_mixture.functional``), and the public members
-defined on each exported class.
+``--doctest-modules`` runs the examples, and this test makes sure they exist.
+It discovers the public API at run time, so modules added later are checked
+too. The API is every module under ``boltzkit`` whose dotted name has no
+component starting with ``_``, with the names each exports (its ``__all__``,
+or else the public names it defines). Modules exported by name, such as
+``boltzkit.targets.gaussian_mixture.functional``, are walked the same way,
+and so are the public members defined on each exported class.
 """
 
 from __future__ import annotations

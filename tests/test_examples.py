@@ -135,7 +135,7 @@ def test_annealed_langevin_estimates_gaussian_normalizer(annealed_langevin):
 
 def test_annealed_langevin_weights_vanish_for_initial_target(annealed_langevin):
     # When the target is the initial distribution itself, every weight
-    # increment is zero, so all log-weights are exactly zero.
+    # increment is zero, so all log-weights vanish up to float32 rounding.
     target = DiagonalGaussianMixture.create_isotropic(
         np.zeros((1, 2)), std=annealed_langevin.INIT_STD
     )
