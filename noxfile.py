@@ -28,3 +28,25 @@ def docs(session: nox.Session) -> None:
     """Build the documentation with warnings as errors."""
     session.install("-e", ".[docs]")
     session.run("mkdocs", "build", "--strict")
+
+
+# The oldest JAX release that pyproject.toml admits (jax>=0.5) and whose
+# jaxlib wheel installs on Python 3.11.
+JAX_OLDEST = "0.5.0"
+
+
+@nox.session(python="3.11")
+def tests_jax_oldest(session: nox.Session) -> None:
+    """Run the test suite on the oldest supported JAX release."""
+    session.install("-e", ".[test]", f"jax=={JAX_OLDEST}", f"jaxlib=={JAX_OLDEST}")
+    session.run("python", "-c", "import jax; print('jax', jax.__version__)")
+    session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session(python="3.11")
+def tests_jax_newest(session: nox.Session) -> None:
+    """Run the test suite on the newest JAX release on PyPI."""
+    session.install("-e", ".[test]")
+    session.install("--upgrade", "jax", "jaxlib")
+    session.run("python", "-c", "import jax; print('jax', jax.__version__)")
+    session.run("python", "-m", "pytest", *session.posargs)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
+import zipfile
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
@@ -22,10 +24,15 @@ def check_output_path(path: str | os.PathLike, *, overwrite: bool, suffixes: tup
 
     Raises:
         ValueError: if the suffix is not one of ``suffixes``.
+        TypeError: if ``overwrite`` is not a bool.
         FileExistsError: if the file exists and ``overwrite`` is false.
+        NotADirectoryError: if the parent is not a directory.
         FileNotFoundError: if the parent directory does not exist.
+        PermissionError: if the parent directory is not writable, for
+            example on a read-only file system.
     """
     path = os.fspath(path)
+    check_overwrite(overwrite)
     if not path.endswith(suffixes):
         raise ValueError(
             f"output file {path!r} must end with {' or '.join(suffixes)}"
@@ -34,9 +41,21 @@ def check_output_path(path: str | os.PathLike, *, overwrite: bool, suffixes: tup
     if os.path.exists(path) and not overwrite:
         raise _exists_error(path)
     parent = os.path.dirname(os.path.abspath(path))
+    if os.path.exists(parent) and not os.path.isdir(parent):
+        raise NotADirectoryError(f"{parent} is not a directory, so {path} cannot be written")
     if not os.path.isdir(parent):
         raise FileNotFoundError(f"directory {parent} does not exist")
+    # access() reports a read-only file system also to root, who passes
+    # every permission check.
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(f"directory {parent} is not writable, so {path} cannot be written")
     return path
+
+
+def check_overwrite(overwrite: Any) -> None:
+    """Check that ``overwrite`` is a bool, so that a string such as "no" is not taken as true."""
+    if not isinstance(overwrite, bool | np.bool_):
+        raise TypeError(f"overwrite must be a bool, got {overwrite!r} of type {type(overwrite).__name__}")
 
 
 @contextlib.contextmanager
@@ -53,6 +72,7 @@ def atomic_output(path: str | os.PathLike, *, overwrite: bool) -> Iterator[IO[by
         FileExistsError: if ``path`` exists and ``overwrite`` is false.
     """
     path = os.fspath(path)
+    check_overwrite(overwrite)
     directory = os.path.dirname(os.path.abspath(path))
     check_regular_destination(path)
     if os.path.exists(path) and not overwrite:
@@ -120,18 +140,50 @@ def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Read every array of an ``.npz`` file without unpickling anything.
 
     Raises:
+        FileNotFoundError: if ``path`` does not exist.
         ValueError: if the file is not a valid ``.npz`` archive or contains
             object arrays, which would need pickle to load.
     """
     path = os.fspath(path)
-    with open(path, "rb") as handle:
-        magic = handle.read(4)
-    if magic != b"PK\x03\x04":
-        raise ValueError(f"{path} is not a valid .npz file: it is not a zip archive")
+    if not os.path.exists(path):
+        raise FileNotFoundError(errno.ENOENT, "no such file", path)
+    if os.path.isdir(path):
+        raise ValueError(f"{path} is not a valid .npz file: it is a directory")
+    # np.load takes anything that is not a zip archive for a .npy file or a
+    # pickle, so check the format before calling it.
+    if not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"{path} is not a valid .npz file: it is not a zip archive, and boltzkit never "
+            "reads pickled data"
+        )
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            if not isinstance(archive, np.lib.npyio.NpzFile):
-                raise ValueError(f"{path} is a .npy file, not an .npz archive")
+        handle = open(path, "rb")
+    except OSError as error:
+        raise ValueError(f"{path} is not a valid .npz file: {error}") from None
+    # NumPy closes a file it opened itself only on success, so the handle is
+    # owned here to close it on every error as well.
+    with handle:
+        arrays = _read_npz_handle(path, handle)
+
+    # NpzFile returns the raw bytes of a member that is not in .npy format.
+    for name, value in arrays.items():
+        if not isinstance(value, np.ndarray):
+            raise ValueError(f"{path} is not a valid .npz file: entry {name!r} is not a .npy array")
+    return arrays
+
+
+def _read_npz_handle(path: str, handle: IO[bytes]) -> dict[str, np.ndarray]:
+    try:
+        loaded = np.load(handle, allow_pickle=False)
+    except ValueError as error:
+        raise ValueError(f"{path} is not a valid .npz file: {error}") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as error:
+        raise ValueError(f"{path} is not a valid .npz file: {error}") from None
+
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path} is a .npy file, not an .npz archive")
+    try:
+        with loaded as archive:
             return {name: archive[name] for name in archive.files}
     except ValueError as error:
         if "allow_pickle" in str(error) or "Object arrays" in str(error):
@@ -140,9 +192,7 @@ def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
                 "them would run pickle; save plain numeric arrays instead"
             ) from None
         raise ValueError(f"{path} is not a valid .npz file: {error}") from None
-    except (OSError, EOFError) as error:
-        if isinstance(error, FileNotFoundError):
-            raise
+    except (OSError, EOFError, zipfile.BadZipFile) as error:
         raise ValueError(f"{path} is not a valid .npz file: {error}") from None
 
 

@@ -104,3 +104,30 @@ def check_points(x: Any, dim: int, *, name: str = "x") -> jax.Array:
             f"last axis, got shape {tuple(x.shape)}"
         )
     return x
+
+
+def check_indices(name: str, value: Any, *, maximum: int) -> jax.Array:
+    """Convert stream indices to an integer array, checking ``0 <= index <= maximum``.
+
+    Traced indices pass through with only the dtype checked, because their
+    values are not known.
+    """
+    if not isinstance(value, jax.Array):
+        try:
+            value = np.asarray(value)
+        except (ValueError, TypeError) as error:
+            raise TypeError(
+                f"{name} must be an array of integers, got a {type(value).__name__} that NumPy "
+                f"cannot convert ({error})"
+            ) from None
+    if jnp.issubdtype(value.dtype, jnp.bool_) or not jnp.issubdtype(value.dtype, jnp.integer):
+        raise TypeError(f"{name} must be integers, got dtype {np.dtype(value.dtype).name}")
+    if not is_traced(value) and value.size:
+        low, high = int(np.min(value)), int(np.max(value))
+        if low < 0 or high > maximum:
+            bad = low if low < 0 else high
+            raise ValueError(f"{name} must lie in [0, {maximum}], got {bad}")
+    if isinstance(value, np.ndarray):
+        # Values are in range, so the cast to uint32 keeps them exactly.
+        value = value.astype(np.uint32)
+    return jnp.asarray(value)

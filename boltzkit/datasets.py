@@ -18,6 +18,7 @@ Index ``2**32 - 1`` is never a sample index, because streams hold at most
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
@@ -460,8 +461,10 @@ def write_stream(
 
     with tempfile.TemporaryDirectory(dir=directory, prefix=".boltzkit-") as scratch:
         parts = {name: os.path.join(scratch, f"{name}.npy") for name in names}
-        handles = {name: open(part, "wb") for name, part in parts.items()}
-        try:
+        # The stack closes every part even when closing one fails, as it does
+        # on a full disk when the last buffered bytes are flushed.
+        with contextlib.ExitStack() as stack:
+            handles = {name: stack.enter_context(open(part, "wb")) for name, part in parts.items()}
             for name, handle in handles.items():
                 _io.write_npy_header(handle, target.dtype, shapes[name])
             done = 0
@@ -481,9 +484,6 @@ def write_stream(
                 done += len(next(value for value in block if value is not None))
                 if progress is not None:
                     progress(done)
-        finally:
-            for handle in handles.values():
-                handle.close()
 
         if path.endswith(".npy"):
             with _io.atomic_output(path, overwrite=overwrite) as out, open(parts["samples"], "rb") as part:

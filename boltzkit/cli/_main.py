@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from boltzkit._version import __version__
@@ -14,6 +17,8 @@ from boltzkit.cli._errors import CommandError
 COMMANDS = (_info, _sample, _dataset, _plot, _evaluate, _demo)
 
 EXIT_USAGE = 2
+# 128 + SIGTERM, the status a shell reports for a process ended by SIGTERM.
+EXIT_TERMINATED = 128 + signal.SIGTERM
 
 
 class _Parser(argparse.ArgumentParser):
@@ -43,11 +48,56 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _describe_os_error(error: OSError) -> str:
+def _describe_os_error(error: OSError, output: str | None = None) -> str:
+    """Describe an OS error in one line, naming the output file for failed writes.
+
+    A write fails on a temporary file beside the output (or on no file at
+    all, as for a full disk), so such errors name the output instead.
+    """
     reason = error.strerror or str(error)
-    if error.filename is not None:
-        return f"{os.fsdecode(error.filename)}: {reason}"
+    filename = None if error.filename is None else os.fsdecode(error.filename)
+    if output is not None and _is_beside(filename, output):
+        return f"cannot write {output}: {reason}"
+    if filename is not None:
+        return f"{filename}: {reason}"
     return reason
+
+
+def _is_beside(filename: str | None, output: str) -> bool:
+    """Return whether ``filename`` is a temporary file or folder written for ``output``."""
+    if filename is None:
+        return True
+    directory = os.path.dirname(os.path.abspath(output))
+    prefixes = (f".{os.path.basename(output)}.", ".boltzkit-")
+    return os.path.abspath(filename).startswith(
+        tuple(os.path.join(directory, prefix) for prefix in prefixes)
+    )
+
+
+class _Terminated(Exception):
+    """Raised by the SIGTERM handler so that temporary files are removed on the way out."""
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_as_exception():
+    """Turn SIGTERM into an exception while a command runs, then restore the old handler.
+
+    Without this, SIGTERM ends the process at once and leaves the temporary
+    files of an unfinished write behind. Signal handlers can only be set from
+    the main thread, so elsewhere nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -70,7 +120,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        args.run(args)
+        with _sigterm_as_exception():
+            args.run(args)
+    except _Terminated:
+        print("boltzkit: terminated", file=sys.stderr)
+        return EXIT_TERMINATED
     except CommandError as error:
         message = str(error)
     except FileNotFoundError as error:
@@ -78,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FileExistsError as error:
         message = str(error) if not error.strerror else _describe_os_error(error)
     except OSError as error:
-        message = _describe_os_error(error)
+        message = _describe_os_error(error, getattr(args, "output", None))
     except (ValueError, TypeError) as error:
         message = str(error)
     except KeyboardInterrupt:

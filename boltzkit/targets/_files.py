@@ -36,7 +36,14 @@ def load_target(spec: str | os.PathLike) -> DiagonalGaussianMixture:
         >>> load_target("gmm40").dim
         2
     """
+    if not isinstance(spec, str | os.PathLike):
+        raise TypeError(
+            f"spec must be a built-in target name or a path to a .npz or .json file, got "
+            f"{spec!r} of type {type(spec).__name__}"
+        )
     spec = os.fspath(spec)
+    if isinstance(spec, bytes):
+        spec = os.fsdecode(spec)
     if spec in BUILTIN_TARGETS:
         return builtin_target(spec)
 
@@ -138,6 +145,11 @@ def save_target(
         >>> load_target(path).n_components
         40
     """
+    if not isinstance(target, DiagonalGaussianMixture):
+        raise TypeError(
+            f"target must be a DiagonalGaussianMixture, got {target!r} of type "
+            f"{type(target).__name__}; load a built-in target by name with load_target"
+        )
     path = _io.check_output_path(path, overwrite=overwrite, suffixes=(".npz", ".json"))
     arrays = target.to_dict()
     if path.endswith(".npz"):

@@ -97,7 +97,8 @@ def _far_responsibilities(x, means, inv_stds, logits):
     """Return one-hot responsibilities of the nearest component, from rescaled distances.
 
     Used only where every squared distance overflows, so that the score still
-    points toward the nearest mode instead of becoming NaN.
+    points toward the nearest mode instead of becoming NaN. Components of
+    weight zero are never the nearest.
     """
     dim = means.shape[-1]
     if dim <= MAX_UNROLLED_DIM:
@@ -179,19 +180,24 @@ def _mean_tangent(r, x, means, inv_stds, dmeans):
 
 
 def _std_tangent(r, x, means, inv_stds, dstds):
-    """Return sum_kd r_nk (z_nkd^2 - 1) / std_kd * dstds_kd, with z = (x - mean) / std."""
+    """Return sum_kd r_nk (z_nkd^2 - 1) / std_kd * dstds_kd, with z = (x - mean) / std.
+
+    The product is formed as z * (r * z) - r: where z^2 overflows, a component
+    of responsibility zero then contributes 0 rather than 0 * inf = NaN.
+    """
     dim = means.shape[-1]
     if dim <= MAX_UNROLLED_DIM:
         total = 0.0
         for d in range(dim):
             z = (x[:, d, None] - means[None, :, d]) * inv_stds[None, :, d]
             total = total + jnp.sum(
-                r * ((z * z - 1.0) * inv_stds[None, :, d] * dstds[None, :, d]), axis=-1
+                (z * (r * z) - r) * (inv_stds[None, :, d] * dstds[None, :, d]), axis=-1
             )
         return total
     z = (x[:, None, :] - means[None]) * inv_stds[None]
+    weighted = z * (r[:, :, None] * z) - r[:, :, None]
     return jnp.einsum(
-        "nk,nkd,kd->n", r, (z * z - 1.0) * inv_stds[None], dstds, precision=jax.lax.Precision.HIGHEST
+        "nkd,kd->n", weighted * inv_stds[None], dstds, precision=jax.lax.Precision.HIGHEST
     )
 
 
@@ -230,21 +236,20 @@ def _log_prob_rows_jvp(primals, tangents):
 
 
 def _map_rows(fn, x, rows_per_chunk):
-    """Apply ``fn`` to the rows of ``x`` in chunks so that memory stays bounded."""
+    """Apply ``fn`` to the rows of ``x`` in chunks so that memory stays bounded.
+
+    ``fn`` takes a ``(rows, d)`` array and returns arrays whose leading axis
+    is ``rows``. The last chunk is padded with copies of the first row, whose
+    results are dropped.
+    """
     n_rows = x.shape[0]
     if n_rows <= rows_per_chunk:
         return fn(x)
-
-    n_full = n_rows // rows_per_chunk
-    split = n_full * rows_per_chunk
-    head = x[:split].reshape((n_full, rows_per_chunk, *x.shape[1:]))
-    head_out = jax.tree.map(
-        lambda value: value.reshape((split, *value.shape[2:])), jax.lax.map(fn, head)
-    )
-    if split == n_rows:
-        return head_out
-    tail_out = fn(x[split:])
-    return jax.tree.map(lambda a, b: jnp.concatenate([a, b]), head_out, tail_out)
+    n_chunks = -(-n_rows // rows_per_chunk)
+    padding = jnp.broadcast_to(x[:1], (n_chunks * rows_per_chunk - n_rows, x.shape[1]))
+    chunks = jnp.concatenate([x, padding]).reshape((n_chunks, rows_per_chunk, x.shape[1]))
+    results = jax.lax.map(fn, chunks)
+    return jax.tree.map(lambda out: out.reshape((-1, *out.shape[2:]))[:n_rows], results)
 
 
 def _flatten_points(means, diag_stds, logits, x):

@@ -13,6 +13,7 @@ import numpy as np
 from boltzkit import _keys, datasets
 from boltzkit._validation import (
     as_float_array,
+    check_indices,
     check_int,
     check_points,
     check_real,
@@ -462,15 +463,7 @@ class DiagonalGaussianMixture:
             True
         """
         key = _keys.as_key(key, name="key")
-        indices = jnp.asarray(indices)
-        if not jnp.issubdtype(indices.dtype, jnp.integer):
-            raise TypeError(f"indices must be integers, got dtype {indices.dtype}")
-        if not is_traced(indices) and indices.size:
-            low, high = int(indices.min()), int(indices.max())
-            if low < 0 or high >= datasets.MAX_STREAM_LENGTH:
-                raise ValueError(
-                    f"indices must lie in [0, 2**32 - 1), got values from {low} to {high}"
-                )
+        indices = check_indices("indices", indices, maximum=datasets.MAX_STREAM_LENGTH - 1)
         flat = indices.reshape(-1).astype(jnp.uint32)
         samples = _sample_indices(self, key, flat)
         return samples.reshape((*indices.shape, self.dim))
