@@ -50,3 +50,16 @@ def tests_jax_newest(session: nox.Session) -> None:
     session.install("--upgrade", "jax", "jaxlib")
     session.run("python", "-c", "import jax; print('jax', jax.__version__)")
     session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session(python="3.11")
+def bench(session: nox.Session) -> None:
+    """Time boltzkit against TFP-JAX, distrax and NumPyro; pass --quick for a short run.
+
+    The peers are installed in this session only; they are not dependencies of boltzkit.
+    """
+    session.install("-e", ".")
+    session.install("tfp-nightly", "distrax", "numpyro")
+    session.run("python", "benchmarks/bench_gaussian_mixture.py", *session.posargs)
+    if "--quick" not in session.posargs:
+        session.run("python", "benchmarks/memory_gaussian_mixture.py")

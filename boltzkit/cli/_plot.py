@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import itertools
 import os
 
 import numpy as np
@@ -23,9 +22,9 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "plot",
         help="draw log-density contours with samples on top",
-        description="Draw log-density contours with exact samples on top. For D > 2, one "
-        f"panel per pair of the first {MAX_PLOTTED_DIMS} dimensions, each showing the exact "
-        "marginal density of that pair. Needs matplotlib (the 'plot' extra).",
+        description="Draw log-density contours with exact samples on top. For D > 2, a corner "
+        f"plot of the first {MAX_PLOTTED_DIMS} dimensions with the exact marginal densities. "
+        "Needs matplotlib (the 'plot' extra).",
     )
     _common.add_target_argument(parser)
     parser.add_argument("-o", "--output", required=True, metavar="FILE",
@@ -50,58 +49,29 @@ def import_matplotlib():
     return Figure, FigureCanvasAgg
 
 
-def _pair_limits(means, stds, dims):
-    low = np.min(means[:, dims] - 4 * stds[:, dims], axis=0)
-    high = np.max(means[:, dims] + 4 * stds[:, dims], axis=0)
-    return low, high
-
-
 def draw_target(target, samples, path: str, *, overwrite: bool, title: str | None = None) -> None:
-    """Draw contours of the target's log-density (or pair marginals) with samples to ``path``."""
-    from boltzkit.targets import DiagonalGaussianMixture
+    """Draw the target's log-density (or its pair marginals) with samples to ``path``.
+
+    One dimension gives the density over a histogram of the samples, two
+    give filled contours, and more give a corner plot of the first
+    ``MAX_PLOTTED_DIMS`` coordinates with exact marginals.
+    """
+    from boltzkit import plot
 
     Figure, FigureCanvasAgg = import_matplotlib()
-    means = np.asarray(target.means, np.float64)
-    stds = np.asarray(target.diag_stds, np.float64)
-    samples = np.asarray(samples, np.float64)
-    dims = list(range(min(target.dim, MAX_PLOTTED_DIMS)))
-
+    samples = np.asarray(samples)
     if target.dim == 1:
         figure = Figure(figsize=(6, 4))
-        axes = figure.add_subplot()
-        low, high = _pair_limits(means, stds, [0])
-        grid = np.linspace(low[0], high[0], 1000)
-        density = np.exp(np.asarray(target.log_prob(grid[:, None].astype(target.dtype))))
-        if len(samples):
-            axes.hist(samples[:, 0], bins=100, density=True, alpha=0.4, label="samples")
-        axes.plot(grid, density, color="black", label="density")
-        axes.set_xlabel("x[0]")
-        axes.legend()
+        plot.plot_marginals(target, samples, np.array([figure.add_subplot()]))
+    elif target.dim == 2:
+        figure = Figure(figsize=(6, 5))
+        plot.plot_log_prob_contours(target, samples, figure.add_subplot(), depth=LOG_DENSITY_RANGE,
+                                    levels=30, grid_size=GRID_POINTS)
     else:
-        pairs = list(itertools.combinations(dims, 2))
-        columns = min(3, len(pairs))
-        rows = -(-len(pairs) // columns)
-        figure = Figure(figsize=(5 * columns, 4.5 * rows))
-        for panel, (i, j) in enumerate(pairs):
-            axes = figure.add_subplot(rows, columns, panel + 1)
-            marginal = DiagonalGaussianMixture(
-                target.means[:, [i, j]], target.diag_stds[:, [i, j]], target.logits
-            )
-            low, high = _pair_limits(means, stds, [i, j])
-            xs = np.linspace(low[0], high[0], GRID_POINTS)
-            ys = np.linspace(low[1], high[1], GRID_POINTS)
-            grid = np.stack(np.meshgrid(xs, ys), axis=-1).astype(target.dtype)
-            log_density = np.asarray(marginal.log_prob(grid), np.float64)
-            top = np.max(log_density)
-            clipped = np.maximum(log_density, top - LOG_DENSITY_RANGE)
-            filled = axes.contourf(xs, ys, clipped, levels=30, cmap="viridis")
-            if len(samples):
-                axes.scatter(samples[:, i], samples[:, j], s=2, color="white", alpha=0.6,
-                             edgecolors="none")
-            axes.set_xlabel(f"x[{i}]")
-            axes.set_ylabel(f"x[{j}]")
-            figure.colorbar(filled, ax=axes, label="log density" if target.dim == 2 else
-                            "marginal log density")
+        size = min(target.dim, MAX_PLOTTED_DIMS)
+        figure = Figure(figsize=(2.8 * size, 2.8 * size))
+        axes = figure.subplots(size, size, squeeze=False)
+        plot.plot_pair_grid(target, samples, axes, dims=list(range(size)))
     if title:
         figure.suptitle(title)
     figure.tight_layout()

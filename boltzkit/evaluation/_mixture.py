@@ -68,9 +68,7 @@ def _responsibilities(target, samples):
     stds = target.diag_stds.astype(dtype)
     logits = target.logits.astype(dtype)
     samples = samples.astype(dtype)
-    joints, inv_stds = _functional._component_log_joints(means, stds, logits, samples)
-    log_probs = _functional._logsumexp_rows(joints)
-    return _functional._responsibilities(joints, log_probs, samples, means, inv_stds, logits)
+    return _functional.responsibilities(means, stds, logits, samples)
 
 
 def component_frequencies(target: DiagonalGaussianMixture, samples: Any) -> jax.Array:

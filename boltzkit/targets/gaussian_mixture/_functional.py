@@ -34,23 +34,40 @@ from boltzkit._validation import wider_float
 
 LOG_2PI = math.log(2.0 * math.pi)
 
+METHODS = ("auto", "direct", "matmul")
+
 # Up to this dimension the squared distances are accumulated one coordinate
-# at a time, so only (rows, k) arrays exist. Above it, one fused broadcast
-# over (rows, k, d) is cheaper to compile.
+# at a time, so only (rows, k) arrays exist. Above it, the direct method uses
+# one fused broadcast over (rows, k, d), and "auto" tries matrix products.
 MAX_UNROLLED_DIM = 16
 
-# Rows per chunk for the coordinate-wise path: (8192, k) float32 arrays stay
-# in the cache for the usual k.
+# Most rows per chunk.
 CHUNK_ROWS = 8192
+
+# Upper bound on the elements of one (rows, k) array of the coordinate-wise
+# path and of the (rows, k) and (rows, d) arrays of the matrix-product path:
+# 4 MiB in float32.
+MAX_CHUNK_PAIRS = 2**20
 
 # Upper bound on the elements of one (rows, k, d) intermediate on the
 # broadcast path, which caps its memory at 16 MiB in float32.
 MAX_CHUNK_ELEMENTS = 2**22
 
+# The matrix-product path is used only where its error bound on each log
+# joint stays below this value, because the bound on the mixing terms grows
+# like expm1 of it.
+_MAX_JOINT_ERROR = 10.0
+
+# Share of the accuracy target (1e-5 relative or 1e-4 absolute) that the
+# rounding error of the matrix products may use.
+_BOUND_SHARE = 0.25
+
 # In float32 the squared distance overflows once |x - mean| / std > 1.8e19.
 # Distances rescaled by this factor stay finite up to the float32 maximum,
 # which is enough to find the nearest component.
 _FAR_SCALE = 2.0**-64
+
+_HIGHEST = jax.lax.Precision.HIGHEST
 
 
 def _pinned_threefry():
@@ -65,19 +82,70 @@ def _pinned_threefry():
     return contextlib.nullcontext()
 
 
-def chunk_rows(n_components: int, dim: int) -> int:
+def check_method(method: str) -> str:
+    """Return ``method`` if it names an evaluation method, else raise ``ValueError``."""
+    if not isinstance(method, str) or method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(map(repr, METHODS))}, got {method!r}")
+    return method
+
+
+def _power_of_two_rows(limit: float) -> int:
+    """Return the largest power of two <= ``limit``, clipped to [16, CHUNK_ROWS]."""
+    rows = 1 << max(0, int(limit).bit_length() - 1)
+    return max(16, min(CHUNK_ROWS, rows))
+
+
+def _direct_rows(n_components: int, dim: int) -> int:
+    if dim <= MAX_UNROLLED_DIM:
+        return _power_of_two_rows(MAX_CHUNK_PAIRS / n_components)
+    return _power_of_two_rows(MAX_CHUNK_ELEMENTS / (n_components * dim))
+
+
+def _uses_matmul(method: str, dim: int) -> bool:
+    return method == "matmul" or (method == "auto" and dim > MAX_UNROLLED_DIM)
+
+
+def chunk_rows(n_components: int, dim: int, method: str = "auto") -> int:
     """Return the number of rows evaluated per chunk for a mixture of this shape.
 
-    >>> chunk_rows(n_components=40, dim=2), chunk_rows(n_components=1000, dim=512)
-    (8192, 16)
+    Every chunk size is a power of two, so the chunks of the matrix-product
+    path split evenly into the smaller chunks of the direct path.
+
+    >>> chunk_rows(40, 2)
+    8192
+    >>> chunk_rows(128, 512), chunk_rows(128, 512, method="direct")
+    (1024, 64)
     """
-    if dim <= MAX_UNROLLED_DIM:
-        return CHUNK_ROWS
-    return max(16, min(CHUNK_ROWS, MAX_CHUNK_ELEMENTS // (n_components * dim)))
+    check_method(method)
+    direct = _direct_rows(n_components, dim)
+    if not _uses_matmul(method, dim):
+        return direct
+    return max(direct, _power_of_two_rows(MAX_CHUNK_PAIRS / (n_components + dim)))
 
 
 def _common_dtype(means, diag_stds, logits, x):
     return wider_float(means.dtype, diag_stds.dtype, logits.dtype, x.dtype)
+
+
+def _map_rows(fn, arrays, rows_per_chunk):
+    """Apply ``fn`` to chunks of rows of ``arrays`` (a tuple) so that memory stays bounded."""
+    n_rows = arrays[0].shape[0]
+    if n_rows <= rows_per_chunk:
+        return fn(*arrays)
+    # Pad to whole chunks so that one compiled kernel serves every chunk.
+    n_chunks = -(-n_rows // rows_per_chunk)
+    padding = n_chunks * rows_per_chunk - n_rows
+    chunks = tuple(
+        jnp.pad(a, ((0, padding),) + ((0, 0),) * (a.ndim - 1)).reshape(
+            (n_chunks, rows_per_chunk, *a.shape[1:])
+        )
+        for a in arrays
+    )
+    outputs = jax.lax.map(lambda chunk: fn(*chunk), chunks)
+    return jax.tree.map(lambda out: out.reshape((-1, *out.shape[2:]))[:n_rows], outputs)
+
+
+# ------------------------------------------------------------- direct method
 
 
 def _squared_distances(x, means, inv_stds):
@@ -115,39 +183,23 @@ def _far_responsibilities(x, means, inv_stds, logits):
     return jax.nn.one_hot(nearest, means.shape[0], dtype=x.dtype)
 
 
-def _component_log_joints(means, diag_stds, logits, x):
-    """Return log w_k + log N(x; mean_k, std_k) of shape (n, k), and 1 / std."""
+def _log_normalizers(means, diag_stds, logits):
+    """Return log w_k - sum_d log std_kd - d/2 log(2 pi) of shape (k,)."""
     dim = means.shape[-1]
-    log_weights = jax.nn.log_softmax(logits)
-    inv_stds = 1.0 / diag_stds
     # log(std) of a negative std is NaN, so invalid parameters that reach a
     # jitted call give NaN rather than the density of |std|.
-    log_norm = log_weights - jnp.sum(jnp.log(diag_stds), axis=-1) - 0.5 * dim * LOG_2PI
+    return jax.nn.log_softmax(logits) - jnp.sum(jnp.log(diag_stds), axis=-1) - 0.5 * dim * LOG_2PI
+
+
+def _component_log_joints(means, diag_stds, logits, x):
+    """Return log w_k + log N(x; mean_k, std_k) of shape (n, k), and 1 / std."""
+    inv_stds = 1.0 / diag_stds
+    log_norm = _log_normalizers(means, diag_stds, logits)
     return log_norm[None, :] - 0.5 * _squared_distances(x, means, inv_stds), inv_stds
 
 
-def _logsumexp_rows(a):
-    """Return log sum_k exp(a_nk), which is -inf where every entry is -inf."""
-    row_max = jnp.max(a, axis=-1)
-    shift = jnp.where(jnp.isfinite(row_max), row_max, 0.0)
-    return shift + jnp.log(jnp.sum(jnp.exp(a - shift[:, None]), axis=-1))
-
-
-def _responsibilities(a, log_probs, x, means, inv_stds, logits):
-    """Return the posterior component probabilities p(k | x) of shape (n, k)."""
-    regular = jnp.exp(a - jnp.where(jnp.isfinite(log_probs), log_probs, 0.0)[:, None])
-    overflowed = jnp.isneginf(log_probs)
-    return jax.lax.cond(
-        jnp.any(overflowed),
-        lambda: jnp.where(
-            overflowed[:, None], _far_responsibilities(x, means, inv_stds, logits), regular
-        ),
-        lambda: regular,
-    )
-
-
 def _weighted_pull(r, x, means, inv_stds):
-    """Return sum_k r_nk (mean_k - x_n) / std_k^2 of shape (n, d): the score."""
+    """Return sum_k r_nk (mean_k - x_n) / std_k^2 of shape (n, d)."""
     dim = means.shape[-1]
     inv_vars = inv_stds * inv_stds
     if dim <= MAX_UNROLLED_DIM:
@@ -157,8 +209,203 @@ def _weighted_pull(r, x, means, inv_stds):
         ]
         return jnp.stack(columns, axis=-1)
     return jnp.einsum(
-        "nk,nkd->nd", r, (means[None] - x[:, None, :]) * inv_vars[None], precision=jax.lax.Precision.HIGHEST
+        "nk,nkd->nd", r, (means[None] - x[:, None, :]) * inv_vars[None], precision=_HIGHEST
     )
+
+
+def _direct_chunk(means, diag_stds, logits, x, need_pull, need_responsibilities):
+    """Evaluate one chunk from (x - mean) / std: (log_probs, pull or None, responsibilities or None).
+
+    The pull is the score, sum_k r_nk (mean_k - x_n) / std_k^2.
+    """
+    a, inv_stds = _component_log_joints(means, diag_stds, logits, x)
+    row_max = jnp.max(a, axis=-1)
+    shift = jnp.where(jnp.isfinite(row_max), row_max, 0.0)
+    unnormalized = jnp.exp(a - shift[:, None])
+    total = jnp.sum(unnormalized, axis=-1)
+    log_probs = shift + jnp.log(total)
+    if not (need_pull or need_responsibilities):
+        return log_probs, None, None
+
+    def finish(weights, inv_total):
+        r = weights * inv_total[:, None] if need_responsibilities else None
+        pull = None
+        if need_pull:
+            pull = _weighted_pull(weights, x, means, inv_stds) * inv_total[:, None]
+        return log_probs, pull, r
+
+    # Where every squared distance overflowed, all weights are zero; the
+    # nearest component then takes all the weight. Those rows are redone
+    # after the common case, which stays one fused computation.
+    overflowed = jnp.isneginf(row_max)
+
+    def redo_far():
+        far_weights = _far_responsibilities(x, means, inv_stds, logits)
+        weights = jnp.where(overflowed[:, None], far_weights, unnormalized)
+        return finish(weights, 1.0 / jnp.where(overflowed, 1.0, total))
+
+    result = finish(unnormalized, 1.0 / total)
+    return jax.lax.cond(jnp.any(overflowed), redo_far, lambda: result)
+
+
+def _repair_rows(result, row_ok, x, exact):
+    """Replace the rows of ``result`` not marked ``row_ok`` by ``exact`` of those rows.
+
+    Up to 1/16 of the rows are gathered and recomputed; if more fail, the
+    whole chunk is recomputed.
+    """
+    n_rows = x.shape[0]
+    capacity = max(1, n_rows // 16)
+    n_failed = jnp.sum(~row_ok)
+
+    def patch():
+        failed = jnp.nonzero(~row_ok, size=capacity, fill_value=0)[0]
+        # Padding entries repeat row 0, which then also gets its exact value.
+        fixed = exact(x[failed])
+        return jax.tree.map(lambda full, part: full.at[failed].set(part), result, fixed)
+
+    branch = jnp.where(n_failed == 0, 0, jnp.where(n_failed <= capacity, 1, 2))
+    return jax.lax.switch(branch, [lambda: result, patch, lambda: exact(x)])
+
+
+def _direct_in_subchunks(means, diag_stds, logits, x, need_pull, need_responsibilities):
+    """Run the direct method on ``x`` in chunks small enough for its (rows, k, d) arrays."""
+    rows = _direct_rows(means.shape[0], means.shape[1])
+    return _map_rows(
+        lambda chunk: _direct_chunk(
+            means, diag_stds, logits, chunk, need_pull, need_responsibilities
+        ),
+        (x,),
+        rows,
+    )
+
+
+# ------------------------------------------------------------- matmul method
+
+
+def _summation_error_factor(n_terms: int, dtype) -> float:
+    """Return gamma_n = n u / (1 - n u): a float sum of n products has relative error <= gamma_n."""
+    unit_roundoff = float(jnp.finfo(dtype).eps) / 2.0
+    n_u = n_terms * unit_roundoff
+    return n_u / (1.0 - n_u)
+
+
+def _matmul_chunk(means, diag_stds, logits, x, need_pull, need_responsibilities):
+    r"""Evaluate one chunk with matrix products; also return whether the error bound holds.
+
+    The squared distance is expanded around the centre ``c`` of the means,
+    :math:`q_{nk} = \sum_d x'^2_{nd} v_{kd} - 2 \sum_d x'_{nd} m'_{kd} v_{kd} + \sum_d m'^2_{kd} v_{kd}`
+    with :math:`x' = x - c`, :math:`m' = \mu - c`, :math:`v = 1/\sigma^2`, so
+    two matrix products give all ``(n, k)`` distances. Each row is then
+    anchored at its most likely component ``k*``: the log joint of ``k*`` is
+    recomputed exactly from ``(x - mean) / std``, and the matrix products
+    enter only through the differences to it, weighted by the other
+    components' share ``rho = 1 - r_{k*}``.
+
+    Error bound (rounding to nearest, unit roundoff ``u``,
+    :math:`\gamma_n = nu/(1-nu)`): every term of ``q`` is at most
+    :math:`2(A_n + C)` in magnitude, with :math:`A_n = \sum_d x'^2_{nd}\max_k v_{kd}`
+    and :math:`C = \max_k \sum_d m'^2_{kd} v_{kd}`, so each log joint is off
+    by at most :math:`E_n = \gamma_{d+3}(A_n + C)`. Then
+
+    * ``log_prob`` is off by at most ``rho_n expm1(2 E_n)`` from this source,
+    * the score by at most
+      :math:`\rho_n P_n (\gamma_{k+2} + 2\,\mathrm{expm1}(4 E_n))`, with
+      :math:`P_n = (\|x'_n\|_\infty + \max|m'|) \max v`,
+
+    where ``rho_n`` is bounded above by the computed share times
+    ``exp(2 E_n)``. The bound holds for the chunk when every ``E_n <= 10``,
+    the ``log_prob`` bound is at most a quarter of
+    ``max(1e-4, 1e-5 |log_prob|)`` and the score bound at most a quarter of
+    ``1e-4``. Well separated components make ``rho`` vanish, so the bound
+    holds; a row shared between components whose coordinates are large
+    against their stds makes it fail.
+    """
+    n_components, dim = means.shape
+    dtype = x.dtype
+    inv_stds = 1.0 / diag_stds
+    inv_vars = inv_stds * inv_stds
+    log_norm = _log_normalizers(means, diag_stds, logits)
+
+    center = jnp.mean(means, axis=0)
+    centered_means = means - center[None, :]
+    centered_x = x - center[None, :]
+    scaled_means = centered_means * inv_vars
+    offsets = jnp.sum(centered_means * scaled_means, axis=-1)
+    squares = jnp.dot(centered_x * centered_x, inv_vars.T, precision=_HIGHEST)
+    cross = jnp.dot(centered_x, scaled_means.T, precision=_HIGHEST)
+    approx = log_norm[None, :] - 0.5 * (squares - 2.0 * cross + offsets[None, :])
+
+    anchor = jnp.argmax(approx, axis=-1)
+    is_anchor = jnp.arange(n_components)[None, :] == anchor[:, None]
+    z = (x - means[anchor]) * inv_stds[anchor]
+    anchor_joint = log_norm[anchor] - 0.5 * jnp.sum(z * z, axis=-1)
+    relative = approx - jnp.take_along_axis(approx, anchor[:, None], axis=-1)
+    unnormalized = jnp.where(is_anchor, 0.0, jnp.exp(relative))
+    others = jnp.sum(unnormalized, axis=-1)
+    log_probs = anchor_joint + jnp.log1p(others)
+
+    # Error bound of the matrix-product terms, one value per row.
+    joint_error = _summation_error_factor(dim + 3, dtype) * (
+        jnp.dot(centered_x * centered_x, jnp.max(inv_vars, axis=0), precision=_HIGHEST)
+        + jnp.max(offsets)
+    )
+    bounded_error = jnp.minimum(joint_error, _MAX_JOINT_ERROR)
+    share = others / (1.0 + others) * jnp.exp(2.0 * bounded_error)
+    log_prob_bound = share * jnp.expm1(2.0 * bounded_error)
+    reach = (jnp.max(jnp.abs(centered_x), axis=-1) + jnp.max(jnp.abs(centered_means))) * jnp.max(
+        inv_vars
+    )
+    score_bound = share * reach * (
+        _summation_error_factor(n_components + 2, dtype) + 2.0 * jnp.expm1(4.0 * bounded_error)
+    )
+    tolerance = _BOUND_SHARE * jnp.maximum(1e-4, 1e-5 * jnp.abs(log_probs))
+    # NaN bounds (from overflowing products) compare False and fail.
+    row_ok = (
+        (joint_error <= _MAX_JOINT_ERROR)
+        & (log_prob_bound <= tolerance)
+        & (score_bound <= _BOUND_SHARE * 1e-4)
+    )
+
+    if not (need_pull or need_responsibilities):
+        return (log_probs, None, None), row_ok
+    inv_total = 1.0 / (1.0 + others)
+    r_others = unnormalized * inv_total[:, None]
+    r_anchor = inv_total
+    pull = None
+    if need_pull:
+        anchor_pull = (means[anchor] - x) * inv_vars[anchor]
+        other_pull = jnp.dot(r_others, scaled_means, precision=_HIGHEST) - centered_x * jnp.dot(
+            r_others, inv_vars, precision=_HIGHEST
+        )
+        pull = r_anchor[:, None] * anchor_pull + other_pull
+    r = None
+    if need_responsibilities:
+        r = jnp.where(is_anchor, r_anchor[:, None], r_others)
+    return (log_probs, pull, r), row_ok
+
+
+def _evaluate_chunk(method, means, diag_stds, logits, x, need_pull, need_responsibilities):
+    """Return (log_probs, pull or None, responsibilities or None) of one chunk by ``method``.
+
+    For ``d > 16``, ``"auto"`` takes the matrix products and recomputes with
+    ``"direct"`` every row whose error bound does not hold.
+    """
+
+    def exact(points):
+        return _direct_in_subchunks(
+            means, diag_stds, logits, points, need_pull, need_responsibilities
+        )
+
+    if not _uses_matmul(method, means.shape[1]):
+        return exact(x)
+    result, row_ok = _matmul_chunk(means, diag_stds, logits, x, need_pull, need_responsibilities)
+    if method == "matmul":
+        return result
+    return _repair_rows(result, row_ok, x, exact)
+
+
+# ---------------------------------------------------------- parameter terms
 
 
 def _mean_tangent(r, x, means, inv_stds, dmeans):
@@ -174,9 +421,7 @@ def _mean_tangent(r, x, means, inv_stds, dmeans):
             )
         return total
     coefficients = (x[:, None, :] - means[None]) * inv_vars[None]
-    return jnp.einsum(
-        "nk,nkd,kd->n", r, coefficients, dmeans, precision=jax.lax.Precision.HIGHEST
-    )
+    return jnp.einsum("nk,nkd,kd->n", r, coefficients, dmeans, precision=_HIGHEST)
 
 
 def _std_tangent(r, x, means, inv_stds, dstds):
@@ -197,15 +442,31 @@ def _std_tangent(r, x, means, inv_stds, dstds):
     z = (x[:, None, :] - means[None]) * inv_stds[None]
     weighted = z * (r[:, :, None] * z) - r[:, :, None]
     return jnp.einsum(
-        "nkd,kd->n", weighted * inv_stds[None], dstds, precision=jax.lax.Precision.HIGHEST
+        "nkd,kd->n", weighted * inv_stds[None], dstds, precision=_HIGHEST
     )
 
 
-@jax.custom_jvp
-def _log_prob_rows(means, diag_stds, logits, x):
+def _parameter_tangent(r, x, means, inv_stds, dmeans, dstds):
+    """Return the mean and std terms of the tangent, in chunks that bound the (rows, k, d) arrays."""
+
+    def chunk(r_chunk, x_chunk):
+        total = jnp.zeros(x_chunk.shape[:1], x_chunk.dtype)
+        if dmeans is not None:
+            total = total + _mean_tangent(r_chunk, x_chunk, means, inv_stds, dmeans)
+        if dstds is not None:
+            total = total + _std_tangent(r_chunk, x_chunk, means, inv_stds, dstds)
+        return total
+
+    return _map_rows(chunk, (r, x), _direct_rows(means.shape[0], means.shape[1]))
+
+
+# ------------------------------------------------------ custom JVP per chunk
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
+def _log_prob_rows(method, means, diag_stds, logits, x):
     """Return the log-density of each row of ``x`` of shape (n, d)."""
-    a, _ = _component_log_joints(means, diag_stds, logits, x)
-    return _logsumexp_rows(a)
+    return _evaluate_chunk(method, means, diag_stds, logits, x, False, False)[0]
 
 
 def _is_zero(tangent) -> bool:
@@ -213,43 +474,35 @@ def _is_zero(tangent) -> bool:
 
 
 @functools.partial(_log_prob_rows.defjvp, symbolic_zeros=True)
-def _log_prob_rows_jvp(primals, tangents):
+def _log_prob_rows_jvp(method, primals, tangents):
     means, diag_stds, logits, x = primals
     dmeans, dstds, dlogits, dx = tangents
-
-    a, inv_stds = _component_log_joints(means, diag_stds, logits, x)
-    log_probs = _logsumexp_rows(a)
-    r = _responsibilities(a, log_probs, x, means, inv_stds, logits)
+    need_pull = not _is_zero(dx)
+    need_responsibilities = not (_is_zero(dmeans) and _is_zero(dstds) and _is_zero(dlogits))
+    log_probs, pull, r = _evaluate_chunk(
+        method, means, diag_stds, logits, x, need_pull, need_responsibilities
+    )
 
     tangent = jnp.zeros_like(log_probs)
-    if not _is_zero(dx):
-        tangent = tangent + jnp.sum(_weighted_pull(r, x, means, inv_stds) * dx, axis=-1)
+    if need_pull:
+        tangent = tangent + jnp.sum(pull * dx, axis=-1)
     if not _is_zero(dlogits):
         # d log w_k = dlogits_k - sum_j w_j dlogits_j, and the responsibilities sum to one.
         weights = jax.nn.softmax(logits)
         tangent = tangent + (jnp.sum(r * dlogits[None, :], axis=-1) - jnp.sum(weights * dlogits))
-    if not _is_zero(dmeans):
-        tangent = tangent + _mean_tangent(r, x, means, inv_stds, dmeans)
-    if not _is_zero(dstds):
-        tangent = tangent + _std_tangent(r, x, means, inv_stds, dstds)
+    if not (_is_zero(dmeans) and _is_zero(dstds)):
+        tangent = tangent + _parameter_tangent(
+            r,
+            x,
+            means,
+            1.0 / diag_stds,
+            None if _is_zero(dmeans) else dmeans,
+            None if _is_zero(dstds) else dstds,
+        )
     return log_probs, tangent
 
 
-def _map_rows(fn, x, rows_per_chunk):
-    """Apply ``fn`` to the rows of ``x`` in chunks so that memory stays bounded.
-
-    ``fn`` takes a ``(rows, d)`` array and returns arrays whose leading axis
-    is ``rows``. The last chunk is padded with copies of the first row, whose
-    results are dropped.
-    """
-    n_rows = x.shape[0]
-    if n_rows <= rows_per_chunk:
-        return fn(x)
-    n_chunks = -(-n_rows // rows_per_chunk)
-    padding = jnp.broadcast_to(x[:1], (n_chunks * rows_per_chunk - n_rows, x.shape[1]))
-    chunks = jnp.concatenate([x, padding]).reshape((n_chunks, rows_per_chunk, x.shape[1]))
-    results = jax.lax.map(fn, chunks)
-    return jax.tree.map(lambda out: out.reshape((-1, *out.shape[2:]))[:n_rows], results)
+# ------------------------------------------------------------ public functions
 
 
 def _flatten_points(means, diag_stds, logits, x):
@@ -260,11 +513,22 @@ def _flatten_points(means, diag_stds, logits, x):
     return params, rows, batch_shape
 
 
-def log_prob(means, diag_stds, logits, x):
+def log_prob(means, diag_stds, logits, x, *, method="auto"):
     """Return the mixture log-density at ``x`` of shape ``(..., d)``, of shape ``(...)``.
 
     The computation runs in the wider of the parameters' and the points'
-    float dtypes.
+    float dtypes, in chunks of :func:`chunk_rows` rows.
+
+    Args:
+        means: component means of shape ``(k, d)``.
+        diag_stds: standard deviations of shape ``(k, d)``.
+        logits: unnormalized log-weights of shape ``(k,)``.
+        x: points of shape ``(..., d)``.
+        method: ``"direct"`` evaluates every ``(x - mean) / std``;
+            ``"matmul"`` expands the squared distances into matrix products
+            (``precision=HIGHEST``); ``"auto"`` (the default) uses ``"direct"``
+            for ``d <= 16`` and otherwise the matrix products wherever their
+            error bound holds, chunk by chunk, falling back to ``"direct"``.
 
     >>> import jax.numpy as jnp
     >>> means = jnp.array([[0.0], [2.0]])
@@ -272,20 +536,19 @@ def log_prob(means, diag_stds, logits, x):
     >>> float(log_prob(means, stds, jnp.zeros(2), jnp.array([1.0])))
     -1.4189...
     """
+    check_method(method)
     params, rows, batch_shape = _flatten_points(means, diag_stds, logits, x)
-    rows_per_chunk = chunk_rows(means.shape[0], means.shape[1])
-    values = _map_rows(lambda chunk: _log_prob_rows(*params, chunk), rows, rows_per_chunk)
+    rows_per_chunk = chunk_rows(means.shape[0], means.shape[1], method)
+    values = _map_rows(lambda chunk: _log_prob_rows(method, *params, chunk), (rows,), rows_per_chunk)
     return values.reshape(batch_shape)
 
 
-def _rows_value_and_score(params, rows):
-    values, pullback = jax.vjp(lambda points: _log_prob_rows(*params, points), rows)
-    (scores,) = pullback(jnp.ones_like(values))
-    return values, scores
-
-
-def log_prob_and_score(means, diag_stds, logits, x):
+def log_prob_and_score(means, diag_stds, logits, x, *, method="auto"):
     """Return the log-density and its gradient with respect to ``x`` in one pass.
+
+    Both come from the same chunked evaluation that the custom JVP of
+    :func:`log_prob` uses, so they equal ``log_prob`` and ``jax.grad`` of it.
+    ``method`` is as in :func:`log_prob`.
 
     >>> import jax.numpy as jnp
     >>> value, grad = log_prob_and_score(jnp.zeros((1, 2)), jnp.ones((1, 2)), jnp.zeros(1),
@@ -293,24 +556,52 @@ def log_prob_and_score(means, diag_stds, logits, x):
     >>> grad
     Array([-1.,  2.], dtype=float32)
     """
+    check_method(method)
     params, rows, batch_shape = _flatten_points(means, diag_stds, logits, x)
-    rows_per_chunk = chunk_rows(means.shape[0], means.shape[1])
-    values, scores = _map_rows(
-        lambda chunk: _rows_value_and_score(params, chunk), rows, rows_per_chunk
-    )
+    rows_per_chunk = chunk_rows(means.shape[0], means.shape[1], method)
+
+    def chunk(points):
+        values, pull, _ = _evaluate_chunk(method, *params, points, True, False)
+        return values, pull
+
+    values, scores = _map_rows(chunk, (rows,), rows_per_chunk)
     return values.reshape(batch_shape), scores.reshape(x.shape)
 
 
-def score(means, diag_stds, logits, x):
+def score(means, diag_stds, logits, x, *, method="auto"):
     """Return the score, the gradient of the log-density with respect to ``x``.
 
-    Computed with ``jax.grad`` of :func:`log_prob`; it has the shape of ``x``.
+    It equals ``jax.grad`` of :func:`log_prob` and has the shape of ``x``.
+    ``method`` is as in :func:`log_prob`.
 
     >>> import jax.numpy as jnp
     >>> score(jnp.zeros((1, 1)), jnp.full((1, 1), 2.0), jnp.zeros(1), jnp.array([[4.0]]))
     Array([[-1.]], dtype=float32)
     """
-    return log_prob_and_score(means, diag_stds, logits, x)[1]
+    return log_prob_and_score(means, diag_stds, logits, x, method=method)[1]
+
+
+def responsibilities(means, diag_stds, logits, x):
+    """Return the component probabilities ``p(k | x)`` of shape ``(..., k)``.
+
+    Computed directly from ``(x - mean) / std`` in chunks of rows. Where every
+    component density underflows, the nearest component of positive weight
+    in standardized distance gets probability one.
+
+    >>> import jax.numpy as jnp
+    >>> r = responsibilities(jnp.array([[-1.0], [1.0]]), jnp.ones((2, 1)), jnp.zeros(2),
+    ...                      jnp.array([[0.0], [1.0]]))
+    >>> [[round(float(value), 4) for value in row] for row in r]
+    [[0.5, 0.5], [0.1192, 0.8808]]
+    """
+    params, rows, batch_shape = _flatten_points(means, diag_stds, logits, x)
+    n_components, dim = means.shape
+
+    def chunk(points):
+        return _direct_chunk(*params, points, False, True)[2]
+
+    values = _map_rows(chunk, (rows,), _direct_rows(n_components, dim))
+    return values.reshape((*batch_shape, n_components))
 
 
 def sample_at(means, diag_stds, logits, key):

@@ -206,18 +206,7 @@ def responsibilities(means: Any, diag_stds: Any, logits: Any, x: Any) -> jax.Arr
         [[0.5    0.5   ]
          [0.1192 0.8808]]
     """
-    params, rows, batch_shape = _functional._flatten_points(means, diag_stds, logits, x)
-
-    def chunk(points):
-        joints, inv_stds = _functional._component_log_joints(*params, points)
-        log_probs = _functional._logsumexp_rows(joints)
-        return _functional._responsibilities(
-            joints, log_probs, points, params[0], inv_stds, params[2]
-        )
-
-    rows_per_chunk = _functional.chunk_rows(means.shape[0], means.shape[1])
-    values = _functional._map_rows(chunk, rows, rows_per_chunk)
-    return values.reshape((*batch_shape, means.shape[0]))
+    return _functional.responsibilities(means, diag_stds, logits, x)
 
 
 def check_dims(dims: Any, dim: int) -> tuple[int, ...]:

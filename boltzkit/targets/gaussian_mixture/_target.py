@@ -22,9 +22,9 @@ from boltzkit._validation import (
 )
 from boltzkit.targets.gaussian_mixture import _functional, _moments, _variants
 
-_log_prob = jax.jit(_functional.log_prob)
-_score = jax.jit(_functional.score)
-_log_prob_and_score = jax.jit(_functional.log_prob_and_score)
+_log_prob = jax.jit(_functional.log_prob, static_argnames="method")
+_score = jax.jit(_functional.score, static_argnames="method")
+_log_prob_and_score = jax.jit(_functional.log_prob_and_score, static_argnames="method")
 
 
 def _check_concrete_parameters(means, diag_stds, logits) -> None:
@@ -377,8 +377,12 @@ class DiagonalGaussianMixture:
 
     # -------------------------------------------------------------- density
 
-    def log_prob(self, x: Any) -> jax.Array:
+    def log_prob(self, x: Any, *, method: str = "auto") -> jax.Array:
         """Return the log-density at ``x`` of shape ``(..., D)``, with shape ``(...)``.
+
+        ``method`` is ``"auto"`` (the default), ``"direct"`` or ``"matmul"``,
+        as described in ``boltzkit.targets.gaussian_mixture.functional.log_prob``;
+        the same applies to :meth:`score` and :meth:`log_prob_and_score`.
 
         Example:
             >>> target = DiagonalGaussianMixture.create_isotropic([[0.0]], std=1.0)
@@ -386,9 +390,10 @@ class DiagonalGaussianMixture:
             -0.9189...
         """
         x = check_points(x, self.dim)
-        return _log_prob(self.means, self.diag_stds, self.logits, x)
+        method = _functional.check_method(method)
+        return _log_prob(self.means, self.diag_stds, self.logits, x, method=method)
 
-    def score(self, x: Any) -> jax.Array:
+    def score(self, x: Any, *, method: str = "auto") -> jax.Array:
         """Return the gradient of :meth:`log_prob` with respect to ``x``, shaped like ``x``.
 
         Example:
@@ -397,9 +402,10 @@ class DiagonalGaussianMixture:
             [[-1.0]]
         """
         x = check_points(x, self.dim)
-        return _score(self.means, self.diag_stds, self.logits, x)
+        method = _functional.check_method(method)
+        return _score(self.means, self.diag_stds, self.logits, x, method=method)
 
-    def log_prob_and_score(self, x: Any) -> tuple[jax.Array, jax.Array]:
+    def log_prob_and_score(self, x: Any, *, method: str = "auto") -> tuple[jax.Array, jax.Array]:
         """Return :meth:`log_prob` and :meth:`score` at ``x``, computed in one pass.
 
         Example:
@@ -409,7 +415,8 @@ class DiagonalGaussianMixture:
             [[-1.0]]
         """
         x = check_points(x, self.dim)
-        return _log_prob_and_score(self.means, self.diag_stds, self.logits, x)
+        method = _functional.check_method(method)
+        return _log_prob_and_score(self.means, self.diag_stds, self.logits, x, method=method)
 
     def get_log_prob(self, x: Any) -> jax.Array:
         """Alias of :meth:`log_prob`, the name used by the earlier boltzkit package.

@@ -1,0 +1,267 @@
+"""Correctness of the fast evaluation paths: methods, chunking, guards and memory (no timings)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from boltzkit.targets import DiagonalGaussianMixture
+from boltzkit.targets.gaussian_mixture import functional
+from tests._reference import mixture_log_prob, mixture_score
+
+METHODS = ("auto", "direct", "matmul")
+
+
+def _f32(*arrays):
+    return tuple(jnp.asarray(np.asarray(a), jnp.float32) for a in arrays)
+
+
+def _normalized_errors(log_probs, scores, means, stds, logits, x):
+    """Return the worst log_prob and score errors in units of max(1e-4, 1e-5 |reference|)."""
+    expected = mixture_log_prob(means, stds, logits, x)
+    expected_score = mixture_score(means, stds, logits, x)
+    value_error = np.abs(np.asarray(log_probs, np.float64) - expected)
+    value_scale = np.maximum(1e-4, 1e-5 * np.abs(expected))
+    score_error = np.max(np.abs(np.asarray(scores, np.float64) - expected_score), axis=-1)
+    score_scale = np.maximum(1e-4, 1e-5 * np.max(np.abs(expected_score), axis=-1))
+    return float(np.max(value_error / value_scale)), float(np.max(score_error / score_scale))
+
+
+def _random_mixture(rng, n_components, dim, spread):
+    means = rng.normal(size=(n_components, dim)) * spread
+    stds = rng.uniform(0.5, 1.5, size=(n_components, dim))
+    logits = rng.normal(size=n_components)
+    return means, stds, logits
+
+
+def _points_near(rng, means, stds, n_points, widening):
+    picks = rng.integers(0, means.shape[0], size=n_points)
+    return means[picks] + widening * stds[picks] * rng.normal(size=(n_points, means.shape[1]))
+
+
+# Float64 expectations for cancellation in the expanded squared distance (float32)
+# and for matrix products whose inputs a GPU would round to TF32.
+CANCELLATION = {
+    "means": [[1000.0, -1000.0], [1000.5, -999.5]],
+    "diag_stds": [[0.0078125, 0.0078125], [0.015625, 0.015625]],
+    "logits": [0.0, 0.0],
+    "x": [[1000.0009765625, -1000.0009765625], [1000.5, -999.5], [1000.25, -999.75]],
+    "log_prob": [7.157411280869943, 5.786741919750052, -250.21325808024994],
+    "score": [[-16.0, 16.0], [-0.0, -0.0], [1024.0, 1024.0]],
+    "tol_log_prob": (1e-6, 1e-4),
+    "tol_score": (1e-5, 1e-3),
+}
+
+TF32 = {
+    "means": [[1.111111044883728, 2.222222089767456, 3.3333332538604736, 4.444444179534912],
+              [-2.5, 0.75, 1.125, -3.0]],
+    "diag_stds": [[0.5, 0.5, 0.5, 0.5], [1.0, 1.0, 1.0, 1.0]],
+    "logits": [0.0, 0.0],
+    "x": [[1.0, 2.0, 3.5, 4.25], [0.0, 0.0, 0.0, 0.0], [-2.0, 1.0, 1.0, -2.5]],
+    "log_prob": [-1.850941920537878, -12.907963813378636, -4.657963813378636],
+    "score": [[0.44444417953491205, 0.8888883590698242, -0.6666669845581055, 0.7777767181396483],
+              [-2.5, 0.75, 1.125, -3.0], [-0.5, -0.25, 0.125, -0.5]],
+    "tol_log_prob": (1e-6, 1e-4),
+    "tol_score": (1e-5, 1e-4),
+}
+
+
+@pytest.mark.parametrize("case", [CANCELLATION, TF32], ids=["cancellation", "tf32"])
+@pytest.mark.parametrize("method", METHODS)
+def test_numerical_cases_every_method(case, method):
+    means, stds, logits, x = _f32(case["means"], case["diag_stds"], case["logits"], case["x"])
+    target = DiagonalGaussianMixture(means, stds, logits)
+    log_probs, scores = target.log_prob_and_score(x, method=method)
+    rtol, atol = case["tol_log_prob"]
+    np.testing.assert_allclose(np.asarray(log_probs, np.float64), case["log_prob"], rtol=rtol, atol=atol)
+    rtol, atol = case["tol_score"]
+    np.testing.assert_allclose(np.asarray(scores, np.float64), case["score"], rtol=rtol, atol=atol)
+    np.testing.assert_array_equal(target.log_prob(x, method=method), log_probs)
+    np.testing.assert_array_equal(target.score(x, method=method), scores)
+
+
+@pytest.mark.parametrize(
+    ("n_components", "dim", "spread", "widening"),
+    [(40, 2, 20.0, 1.5), (10, 100, 1.0, 1.5), (5, 40, 3.0, 2.0), (3, 17, 0.3, 1.0)],
+)
+def test_auto_within_bound_on_random_mixtures(n_components, dim, spread, widening):
+    rng = np.random.default_rng(n_components * 1000 + dim)
+    means, stds, logits = _random_mixture(rng, n_components, dim, spread)
+    x = _points_near(rng, means, stds, 512, widening)
+    for method in ("auto", "direct"):
+        log_probs, scores = functional.log_prob_and_score(*_f32(means, stds, logits, x), method=method)
+        value_error, score_error = _normalized_errors(log_probs, scores, means, stds, logits, x)
+        assert value_error <= 1.0, (method, value_error)
+        assert score_error <= 1.0, (method, score_error)
+
+
+def test_auto_repairs_rows_where_matmul_bound_fails():
+    # Two close components far from a third: the centre of the means lies far
+    # from the points, the rows between the two close components mix, and the
+    # expanded squared distances cancel there.
+    dim = 20
+    means = np.stack([np.full(dim, 1000.0), np.full(dim, 1000.0) + 0.01, np.full(dim, -1000.0)])
+    stds = np.full((3, dim), 0.01)
+    logits = np.zeros(3)
+    rng = np.random.default_rng(3)
+    x = 1000.005 + 0.003 * rng.normal(size=(64, dim))
+    means, stds, logits, x = (np.asarray(a, np.float32).astype(np.float64) for a in (means, stds, logits, x))
+    args = _f32(means, stds, logits, x)
+
+    forced = functional.log_prob_and_score(*args, method="matmul")
+    forced_errors = _normalized_errors(*forced, means, stds, logits, x)
+    assert max(forced_errors) > 1.0, "the case must defeat the unguarded matrix products"
+
+    auto = functional.log_prob_and_score(*args, method="auto")
+    value_error, score_error = _normalized_errors(*auto, means, stds, logits, x)
+    assert value_error <= 1.0
+    assert score_error <= 1.0
+
+
+@pytest.mark.parametrize(("n_components", "dim"), [(4096, 2), (256, 32)])
+@pytest.mark.parametrize("method", METHODS)
+def test_chunked_equals_unchunked(n_components, dim, method):
+    # Kernels compiled for different batch shapes may round differently in
+    # the last bit, so equality is checked to 1e-6 relative.
+    rng = np.random.default_rng(5)
+    means, stds, logits = _random_mixture(rng, n_components, dim, 2.0)
+    rows = functional.chunk_rows(n_components, dim, method)
+    n_points = 2 * rows + 7
+    assert n_points > rows
+    x = _points_near(rng, means, stds, n_points, 1.0)
+    args = _f32(means, stds, logits, x)
+    whole_values, whole_scores = functional.log_prob_and_score(*args, method=method)
+    whole_log_probs = functional.log_prob(*args, method=method)
+
+    part_values, part_scores, part_log_probs = [], [], []
+    for start in range(0, n_points, rows):
+        piece = args[3][start:start + rows]
+        values, scores = functional.log_prob_and_score(*args[:3], piece, method=method)
+        part_values.append(values)
+        part_scores.append(scores)
+        part_log_probs.append(functional.log_prob(*args[:3], piece, method=method))
+    np.testing.assert_allclose(whole_values, np.concatenate(part_values), rtol=1e-6, atol=0)
+    np.testing.assert_allclose(whole_scores, np.concatenate(part_scores), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(whole_log_probs, np.concatenate(part_log_probs), rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_grad_jvp_and_score_agree(method):
+    rng = np.random.default_rng(7)
+    means, stds, logits = _random_mixture(rng, 6, 24, 1.0)
+    x = _points_near(rng, means, stds, 40, 1.0)
+    args = _f32(means, stds, logits, x)
+    _, scores = functional.log_prob_and_score(*args, method=method)
+
+    def total(points):
+        return jnp.sum(functional.log_prob(*args[:3], points, method=method))
+
+    np.testing.assert_array_equal(jax.grad(total)(args[3]), scores)
+    direction = jnp.ones_like(args[3])
+    _, forward = jax.jvp(lambda p: functional.log_prob(*args[:3], p, method=method),
+                         (args[3],), (direction,))
+    np.testing.assert_allclose(forward, jnp.sum(scores, axis=-1), rtol=1e-5, atol=1e-5)
+
+
+def _reference_hessian(means, stds, logits, x):
+    """Return the Hessian of log p at one point x of shape (d,), in float64."""
+    inv_vars = 1.0 / stds**2
+    r = np.exp(
+        np.log(np.exp(logits) / np.exp(logits).sum())
+        - np.sum(np.log(stds), axis=-1)
+        - 0.5 * np.sum((x - means) ** 2 * inv_vars, axis=-1)
+    )
+    r /= r.sum()
+    pulls = (means - x) * inv_vars
+    score = r @ pulls
+    second = np.einsum("k,kd,ke->de", r, pulls, pulls) - np.diag(r @ inv_vars)
+    return second - np.outer(score, score)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_hessian_matches_reference(method):
+    rng = np.random.default_rng(11)
+    means, stds, logits = _random_mixture(rng, 3, 18, 0.5)
+    x = means[0] + 0.5 * rng.normal(size=18)
+    args = _f32(means, stds, logits, x)
+    hessian = jax.hessian(lambda p: functional.log_prob(*args[:3], p, method=method))(args[3])
+    expected = _reference_hessian(means, stds, logits, np.asarray(args[3], np.float64))
+    np.testing.assert_allclose(np.asarray(hessian, np.float64), expected, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("dim", [3, 24])
+def test_parameter_gradients_match_reference(method, dim):
+    rng = np.random.default_rng(13)
+    means, stds, logits = _random_mixture(rng, 4, dim, 0.7)
+    x = _points_near(rng, means, stds, 30, 1.5)
+    args = _f32(means, stds, logits, x)
+
+    def loss(m, s, lg):
+        return jnp.sum(functional.log_prob(m, s, lg, args[3], method=method))
+
+    grads = jax.grad(loss, argnums=(0, 1, 2))(*args[:3])
+
+    x64 = np.asarray(args[3], np.float64)
+    log_weights = logits - np.log(np.exp(logits).sum())
+    z = (x64[:, None, :] - means) / stds
+    joints = log_weights - np.sum(np.log(stds), axis=-1) - 0.5 * np.sum(z**2, axis=-1)
+    r = np.exp(joints - joints.max(axis=-1, keepdims=True))
+    r /= r.sum(axis=-1, keepdims=True)
+    expected_means = np.einsum("nk,nkd->kd", r, z / stds)
+    expected_stds = np.einsum("nk,nkd->kd", r, (z**2 - 1.0) / stds)
+    expected_logits = r.sum(axis=0) - x64.shape[0] * np.exp(log_weights)
+    np.testing.assert_allclose(grads[0], expected_means, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(grads[1], expected_stds, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(grads[2], expected_logits, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_x_gradient_skips_parameter_terms(method, monkeypatch):
+    def fail(*args, **kwargs):
+        raise AssertionError("parameter terms were built for a gradient with respect to x only")
+
+    monkeypatch.setattr(functional, "_parameter_tangent", fail)
+    rng = np.random.default_rng(17)
+    means, stds, logits = _random_mixture(rng, 3, 20, 1.0)
+    args = _f32(means, stds, logits, _points_near(rng, means, stds, 8, 1.0))
+    gradient = jax.grad(lambda p: jnp.sum(functional.log_prob(*args[:3], p, method=method)))(args[3])
+    assert gradient.shape == args[3].shape
+
+
+def test_unknown_method_rejected():
+    target = DiagonalGaussianMixture.create_gmm40()
+    with pytest.raises(ValueError, match="method must be one of 'auto', 'direct', 'matmul', got 'fast'"):
+        target.log_prob(np.zeros(2), method="fast")
+    with pytest.raises(ValueError, match="method must be one of"):
+        functional.score(target.means, target.diag_stds, target.logits, jnp.zeros((1, 2)), method=None)
+
+
+def test_chunk_rows_are_powers_of_two():
+    for n_components, dim in [(40, 2), (10, 100), (128, 512), (1, 1), (100000, 3), (3, 100000)]:
+        for method in METHODS:
+            rows = functional.chunk_rows(n_components, dim, method)
+            assert rows & (rows - 1) == 0
+            assert 16 <= rows <= functional.CHUNK_ROWS
+
+
+@pytest.mark.parametrize(
+    ("n_components", "dim", "n_points"), [(40, 2, 2**20), (128, 512, 2**16)]
+)
+def test_compiled_temporaries_stay_linear_in_batch(n_components, dim, n_points):
+    means, stds, logits = jnp.zeros((n_components, dim)), jnp.ones((n_components, dim)), jnp.zeros(
+        n_components
+    )
+    points = jax.ShapeDtypeStruct((n_points, dim), jnp.float32)
+    linear_bytes = 4 * n_points * (dim + n_components)
+    full_bytes = 4 * n_points * n_components * dim
+    for fn in (
+        lambda x: functional.log_prob(means, stds, logits, x),
+        lambda x: functional.log_prob_and_score(means, stds, logits, x),
+        lambda x: jax.grad(lambda y: jnp.sum(functional.log_prob(means, stds, logits, y)))(x),
+    ):
+        analysis = jax.jit(fn).lower(points).compile().memory_analysis()
+        assert analysis.temp_size_in_bytes <= 2 * linear_bytes + 64 * 2**20
+        assert analysis.temp_size_in_bytes < full_bytes / 8
