@@ -83,7 +83,11 @@ def _pinned_threefry():
 
 
 def check_method(method: str) -> str:
-    """Return ``method`` if it names an evaluation method, else raise ``ValueError``."""
+    """Return ``method`` if it names an evaluation method, else raise ``ValueError``.
+
+    >>> check_method("matmul")
+    'matmul'
+    """
     if not isinstance(method, str) or method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(map(repr, METHODS))}, got {method!r}")
     return method
