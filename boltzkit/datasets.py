@@ -68,7 +68,18 @@ def split_key(type: str, seed: Any = 0) -> jax.Array:
 
 
 def check_window(offset: int, length: int) -> None:
-    """Check that items ``[offset, offset + length)`` lie inside one stream."""
+    """Check that items ``[offset, offset + length)`` lie inside one stream.
+
+    Raises:
+        ValueError: if ``offset + length`` exceeds ``2**32 - 1``.
+
+    Example:
+        >>> check_window(offset=2**32 - 11, length=10)
+        >>> check_window(offset=2**32 - 11, length=11)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: offset + length must be at most 2**32 - 1 = 4294967295, got ...
+    """
     if offset + length > MAX_STREAM_LENGTH:
         raise ValueError(
             f"offset + length must be at most 2**32 - 1 = {MAX_STREAM_LENGTH}, got "
@@ -135,10 +146,24 @@ class Dataset:
         object.__setattr__(self, "scores", scores)
 
     def tree_flatten(self):
+        """Return the leaves ``(samples, log_probs, scores)`` and no auxiliary data.
+
+        Example:
+            >>> leaves, aux_data = Dataset(samples=[[1.0]]).tree_flatten()
+            >>> leaves[0].shape, leaves[1], aux_data
+            ((1, 1), None, None)
+        """
         return (self.samples, self.log_probs, self.scores), None
 
     @classmethod
     def tree_unflatten(cls, aux_data, children):
+        """Rebuild a dataset from its leaves without checking them, as JAX transforms do.
+
+        Example:
+            >>> dataset = Dataset(log_probs=[-1.0, -2.0])
+            >>> Dataset.tree_unflatten(*reversed(dataset.tree_flatten())).log_probs.tolist()
+            [-1.0, -2.0]
+        """
         del aux_data
         dataset = object.__new__(cls)
         for name, value in zip(_FIELDS, children, strict=True):
@@ -255,7 +280,12 @@ class Dataset:
 
 
 def block_size_for(length: int) -> int:
-    """Return the block size used to generate ``length`` items."""
+    """Return the block size used to generate ``length`` items.
+
+    Example:
+        >>> block_size_for(1000), block_size_for(10**6)
+        (1024, 65536)
+    """
     if length >= BLOCK_SIZE:
         return BLOCK_SIZE
     return max(1, 1 << (max(length, 1) - 1).bit_length())
@@ -292,6 +322,13 @@ def iter_blocks(
 
     Every item is computed by the same jitted block function whatever the
     block boundaries are, so concatenated blocks equal a single call.
+
+    Example:
+        >>> from boltzkit.targets import DiagonalGaussianMixture
+        >>> target = DiagonalGaussianMixture.create_gmm40()
+        >>> blocks = iter_blocks(target, split_key("train"), 0, 10, block_size=4)
+        >>> tuple(samples.shape[0] for samples, _, _ in blocks)
+        (4, 4, 2)
     """
     if block_size is None:
         block_size = block_size_for(length)
@@ -320,7 +357,15 @@ def generate(
     include_log_probs: bool = False,
     include_scores: bool = False,
 ) -> Dataset:
-    """Return items ``[offset, offset + length)`` of the stream of ``key`` as a dataset."""
+    """Return items ``[offset, offset + length)`` of the stream of ``key`` as a dataset.
+
+    Example:
+        >>> from boltzkit.targets import DiagonalGaussianMixture
+        >>> target = DiagonalGaussianMixture.create_gmm40()
+        >>> window = generate(target, split_key("val"), 5, 3)
+        >>> bool((window.samples == target.load_dataset("val", 8).samples[5:]).all())
+        True
+    """
     for name, flag in (("include_samples", include_samples),
                        ("include_log_probs", include_log_probs),
                        ("include_scores", include_scores)):
@@ -390,6 +435,15 @@ def write_stream(
         FileExistsError: if ``path`` exists and ``overwrite`` is false.
         ValueError: for a bad extension, or a ``.npy`` path with fields other
             than the samples.
+
+    Example:
+        >>> import os, tempfile
+        >>> from boltzkit.targets import DiagonalGaussianMixture
+        >>> path = os.path.join(tempfile.mkdtemp(), "train.npz")
+        >>> write_stream(DiagonalGaussianMixture.create_gmm40(), split_key("train"), path, 0, 100,
+        ...              include_log_probs=True)
+        >>> Dataset.load(path).log_probs.shape
+        (100,)
     """
     path = _io.check_output_path(path, overwrite=overwrite, suffixes=(".npz", ".npy"))
     flags = (include_samples, include_log_probs, include_scores)

@@ -101,7 +101,22 @@ def _sigterm_as_exception():
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``boltzkit`` command and return its exit status."""
+    """Run the ``boltzkit`` command and return its exit status.
+
+    Args:
+        argv: the arguments after the program name; ``sys.argv[1:]`` when
+            ``None``.
+
+    Returns:
+        0 on success and 2 for invalid input, after one line on stderr.
+
+    Example:
+        >>> main(["info", "gmm40"])  # doctest: +ELLIPSIS
+        target:       gmm40
+        kind:         DiagonalGaussianMixture
+        ...
+        0
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -89,7 +89,11 @@ def _pinned_threefry():
 
 
 def check_method(method: str) -> str:
-    """Return ``method`` if it names an evaluation method, else raise ``ValueError``."""
+    """Return ``method`` if it names an evaluation method, else raise ``ValueError``.
+
+    >>> check_method("matmul")
+    'matmul'
+    """
     if not isinstance(method, str) or method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(map(repr, METHODS))}, got {method!r}")
     return method
@@ -645,6 +649,12 @@ def sample_at(means, diag_stds, logits, key):
     of the cumulative weights scaled to their total, so a component of
     weight zero is never chosen. The noise is ``sqrt(2) * erfinv(u_{1:})``,
     the same transform ``jax.random.normal`` uses.
+
+    >>> import jax, jax.numpy as jnp
+    >>> x = sample_at(jnp.array([[5.0, -5.0]]), jnp.full((1, 2), 1e-3), jnp.zeros(1),
+    ...               jax.random.key(0))
+    >>> x.shape, bool(jnp.allclose(x, jnp.array([5.0, -5.0]), atol=0.01))
+    ((2,), True)
     """
     dim = means.shape[-1]
     dtype = wider_float(means.dtype, diag_stds.dtype, logits.dtype)
@@ -671,6 +681,13 @@ def sample_indices(means, diag_stds, logits, stream_key, indices):
     Sample ``i`` uses only ``jax.random.fold_in(stream_key, i)``, so any
     slice of the stream can be drawn directly and a longer draw keeps a
     shorter one as its prefix.
+
+    >>> import jax, jax.numpy as jnp
+    >>> params = (jnp.array([[0.0], [9.0]]), jnp.ones((2, 1)), jnp.zeros(2))
+    >>> head = sample_indices(*params, jax.random.key(0), jnp.arange(3, dtype=jnp.uint32))
+    >>> tail = sample_indices(*params, jax.random.key(0), jnp.arange(1, 3, dtype=jnp.uint32))
+    >>> head.shape, bool((head[1:] == tail).all())
+    ((3, 1), True)
     """
 
     def one(index):

@@ -154,10 +154,25 @@ class DiagonalGaussianMixture:
     # ----------------------------------------------------------------- pytree
 
     def tree_flatten(self):
+        """Return the leaves ``(means, diag_stds, logits)`` and no auxiliary data.
+
+        Example:
+            >>> leaves, aux_data = DiagonalGaussianMixture.create_gmm40().tree_flatten()
+            >>> [leaf.shape for leaf in leaves], aux_data
+            ([(40, 2), (40, 2), (40,)], None)
+        """
         return (self.means, self.diag_stds, self.logits), None
 
     @classmethod
     def tree_unflatten(cls, aux_data, children):
+        """Rebuild a target from its leaves without checking them, as JAX transforms do.
+
+        Example:
+            >>> target = DiagonalGaussianMixture.create_gmm40()
+            >>> leaves, aux_data = target.tree_flatten()
+            >>> DiagonalGaussianMixture.tree_unflatten(aux_data, leaves).n_components
+            40
+        """
         del aux_data
         target = object.__new__(cls)
         means, diag_stds, logits = children
@@ -298,32 +313,66 @@ class DiagonalGaussianMixture:
 
     @property
     def dim(self) -> int:
-        """The dimension ``D`` of the space."""
+        """The dimension ``D`` of the space.
+
+        Example:
+            >>> DiagonalGaussianMixture.create_gmm40(dim=3).dim
+            3
+        """
         return self.means.shape[-1]
 
     @property
     def n_components(self) -> int:
-        """The number of components ``K``."""
+        """The number of components ``K``.
+
+        Example:
+            >>> DiagonalGaussianMixture.create_gmm40().n_components
+            40
+        """
         return self.means.shape[-2]
 
     @property
     def log_weights(self) -> jax.Array:
-        """The normalized log-weights, ``log_softmax(logits)``, of shape ``(K,)``."""
+        """The normalized log-weights, ``log_softmax(logits)``, of shape ``(K,)``.
+
+        Example:
+            >>> target = DiagonalGaussianMixture.create_isotropic([[0.0], [1.0]], logits=[0.0, 0.0])
+            >>> target.log_weights.tolist()
+            [-0.6931..., -0.6931...]
+        """
         return jax.nn.log_softmax(self.logits, axis=-1)
 
     @property
     def weights(self) -> jax.Array:
-        """The component weights, ``softmax(logits)``, of shape ``(K,)``."""
+        """The component weights, ``softmax(logits)``, of shape ``(K,)``.
+
+        Example:
+            >>> import numpy as np
+            >>> target = DiagonalGaussianMixture.create_isotropic(
+            ...     [[0.0], [1.0]], logits=[0.0, -np.inf])
+            >>> target.weights.tolist()
+            [1.0, 0.0]
+        """
         return jax.nn.softmax(self.logits, axis=-1)
 
     @property
     def logZ(self) -> float:
-        """The log normalizing constant of :meth:`log_prob`: 0.0, the density is normalized."""
+        """The log normalizing constant of :meth:`log_prob`: 0.0, the density is normalized.
+
+        Example:
+            >>> DiagonalGaussianMixture.create_gmm40().logZ
+            0.0
+        """
         return 0.0
 
     @property
     def dtype(self) -> np.dtype:
-        """The float dtype of the parameters."""
+        """The float dtype of the parameters.
+
+        Example:
+            >>> DiagonalGaussianMixture.create_gmm40().dtype
+            dtype('float32')
+        """
         return np.dtype(self.means.dtype)
 
     # -------------------------------------------------------------- density
