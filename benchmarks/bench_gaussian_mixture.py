@@ -40,6 +40,7 @@ import peers
 import reference
 import roofline
 
+from boltzkit import datasets
 from boltzkit.targets import DiagonalGaussianMixture
 
 LIBRARIES = ("boltzkit", "tfp", "distrax", "numpyro")
@@ -108,9 +109,11 @@ def boltzkit_functions(target: DiagonalGaussianMixture) -> dict[str, Callable]:
         return target.sample_at(key, jnp.arange(x.shape[0], dtype=jnp.uint32))
 
     def dataset(x, key):
-        samples = target.sample_at(key, jnp.arange(x.shape[0], dtype=jnp.uint32))
-        log_probs, scores = target.log_prob_and_score(samples)
-        return samples, log_probs, scores
+        # The block function that load_dataset and `boltzkit dataset` run.
+        return datasets._generate_block(
+            target, key, jnp.uint32(0), size=x.shape[0], include_samples=True,
+            include_log_probs=True, include_scores=True,
+        )
 
     return {
         "log_prob": jax.jit(lambda x, key: target.log_prob(x)),

@@ -131,6 +131,17 @@ def plot_log_prob_contours(
 
     Returns:
         The Axes.
+
+    Example:
+        >>> import matplotlib
+        >>> matplotlib.use("Agg")
+        >>> import matplotlib.pyplot as plt
+        >>> from boltzkit.targets import DiagonalGaussianMixture
+        >>> target = DiagonalGaussianMixture.create_gmm40()
+        >>> ax = plot_log_prob_contours(target, target.sample(500, seed=0), grid_size=50)
+        >>> ax.get_xlabel(), ax.get_ylabel()
+        ('x[0]', 'x[1]')
+        >>> plt.close(ax.figure)
     """
     dims = _check_dims(target, dims)
     if len(dims) != 2:
@@ -192,6 +203,17 @@ def plot_pair_grid(
 
     Returns:
         The array of Axes.
+
+    Example:
+        >>> import matplotlib
+        >>> matplotlib.use("Agg")
+        >>> import matplotlib.pyplot as plt
+        >>> from boltzkit.targets import DiagonalGaussianMixture
+        >>> target = DiagonalGaussianMixture.create_gmm40(dim=3)
+        >>> axes = plot_pair_grid(target, target.sample(300, seed=0), grid_size=30)
+        >>> axes.shape
+        (3, 3)
+        >>> plt.close(axes[0, 0].figure)
     """
     _check_target(target)
     dims = _check_dims(target, range(target.dim) if dims is None else dims)
@@ -311,6 +333,18 @@ def plot_log_prob_histograms(
 
     Returns:
         The Axes.
+
+    Example:
+        >>> import matplotlib
+        >>> matplotlib.use("Agg")
+        >>> import matplotlib.pyplot as plt
+        >>> from boltzkit.targets import DiagonalGaussianMixture
+        >>> target = DiagonalGaussianMixture.create_gmm40()
+        >>> ax = plot_log_prob_histograms(
+        ...     target, target.sample(500, seed=1), target.sample(500, seed=2))
+        >>> ax.get_legend() is not None
+        True
+        >>> plt.close(ax.figure)
     """
     _check_target(target)
     bins = check_int("bins", bins, minimum=1)

@@ -104,17 +104,36 @@ class TorchTarget:
 
     @property
     def target(self) -> Any:
-        """The wrapped JAX target."""
+        """The wrapped JAX target.
+
+        Example:
+            >>> from boltzkit.targets import DiagonalGaussianMixture
+            >>> gmm = DiagonalGaussianMixture.create_gmm40()
+            >>> to_torch(gmm).target is gmm
+            True
+        """
         return self._target
 
     @property
     def dim(self) -> int:
-        """The dimension ``D`` of the space."""
+        """The dimension ``D`` of the space.
+
+        Example:
+            >>> from boltzkit.targets import DiagonalGaussianMixture
+            >>> to_torch(DiagonalGaussianMixture.create_gmm40(dim=3)).dim
+            3
+        """
         return self._target.dim
 
     @property
     def dtype(self) -> torch.dtype:
-        """The torch dtype of the target's parameters and samples."""
+        """The torch dtype of the target's parameters and samples.
+
+        Example:
+            >>> from boltzkit.targets import DiagonalGaussianMixture
+            >>> to_torch(DiagonalGaussianMixture.create_gmm40()).dtype
+            torch.float32
+        """
         return getattr(self._torch, str(self._target.dtype))
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:

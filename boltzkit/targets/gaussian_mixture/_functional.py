@@ -547,7 +547,9 @@ def _flatten_points(means, diag_stds, logits, x):
     return params, rows, batch_shape
 
 
-def log_prob(means, diag_stds, logits, x, *, method="auto"):
+def log_prob(
+    means: jax.Array, diag_stds: jax.Array, logits: jax.Array, x: jax.Array, *, method: str = "auto"
+) -> jax.Array:
     """Return the mixture log-density at ``x`` of shape ``(..., d)``, of shape ``(...)``.
 
     The computation runs in the wider of the parameters' and the points'
@@ -577,7 +579,9 @@ def log_prob(means, diag_stds, logits, x, *, method="auto"):
     return values.reshape(batch_shape)
 
 
-def log_prob_and_score(means, diag_stds, logits, x, *, method="auto"):
+def log_prob_and_score(
+    means: jax.Array, diag_stds: jax.Array, logits: jax.Array, x: jax.Array, *, method: str = "auto"
+) -> tuple[jax.Array, jax.Array]:
     """Return the log-density and its gradient with respect to ``x`` in one pass.
 
     Both come from the same chunked evaluation that the custom JVP of
@@ -604,7 +608,9 @@ def log_prob_and_score(means, diag_stds, logits, x, *, method="auto"):
     return values.reshape(batch_shape), scores.reshape(x.shape)
 
 
-def score(means, diag_stds, logits, x, *, method="auto"):
+def score(
+    means: jax.Array, diag_stds: jax.Array, logits: jax.Array, x: jax.Array, *, method: str = "auto"
+) -> jax.Array:
     """Return the score, the gradient of the log-density with respect to ``x``.
 
     It equals ``jax.grad`` of :func:`log_prob` and has the shape of ``x``.
@@ -617,7 +623,9 @@ def score(means, diag_stds, logits, x, *, method="auto"):
     return log_prob_and_score(means, diag_stds, logits, x, method=method)[1]
 
 
-def responsibilities(means, diag_stds, logits, x):
+def responsibilities(
+    means: jax.Array, diag_stds: jax.Array, logits: jax.Array, x: jax.Array
+) -> jax.Array:
     """Return the component probabilities ``p(k | x)`` of shape ``(..., k)``.
 
     Computed directly from ``(x - mean) / std`` in chunks of rows. Where every
@@ -640,7 +648,9 @@ def responsibilities(means, diag_stds, logits, x):
     return values.reshape((*batch_shape, n_components))
 
 
-def sample_at(means, diag_stds, logits, key):
+def sample_at(
+    means: jax.Array, diag_stds: jax.Array, logits: jax.Array, key: jax.Array
+) -> jax.Array:
     """Draw one sample of shape ``(d,)`` from a single key.
 
     The key gives ``d + 1`` uniforms ``u`` on ``(-1, 1)`` in one call of
@@ -675,7 +685,13 @@ def sample_at(means, diag_stds, logits, key):
     return means[component].astype(dtype) + diag_stds[component].astype(dtype) * noise
 
 
-def sample_indices(means, diag_stds, logits, stream_key, indices):
+def sample_indices(
+    means: jax.Array,
+    diag_stds: jax.Array,
+    logits: jax.Array,
+    stream_key: jax.Array,
+    indices: jax.Array,
+) -> jax.Array:
     """Draw the samples at ``indices`` of the stream ``stream_key``.
 
     Sample ``i`` uses only ``jax.random.fold_in(stream_key, i)``, so any
