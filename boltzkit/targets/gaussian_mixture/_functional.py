@@ -37,8 +37,9 @@ LOG_2PI = math.log(2.0 * math.pi)
 METHODS = ("auto", "direct", "matmul")
 
 # Up to this dimension the squared distances are accumulated one coordinate
-# at a time, so only (rows, k) arrays exist. Above it, the direct method uses
-# one fused broadcast over (rows, k, d), and "auto" tries matrix products.
+# at a time, so only (rows, k) arrays exist. Above it, the direct method
+# loops over the components (see MAX_UNROLLED_COMPONENTS) or uses one fused
+# broadcast over (rows, k, d), and "auto" tries matrix products for the latter.
 MAX_UNROLLED_DIM = 16
 
 # Above MAX_UNROLLED_DIM, mixtures of up to this many components are
@@ -422,8 +423,9 @@ def _matmul_chunk(means, diag_stds, logits, x, need_pull, need_responsibilities)
 def _evaluate_chunk(method, means, diag_stds, logits, x, need_pull, need_responsibilities):
     """Return (log_probs, pull or None, responsibilities or None) of one chunk by ``method``.
 
-    For ``d > 16``, ``"auto"`` takes the matrix products and recomputes with
-    ``"direct"`` every row whose error bound does not hold.
+    For ``d > 16`` and more than 16 components, ``"auto"`` takes the matrix
+    products and recomputes with ``"direct"`` every row whose error bound
+    does not hold.
     """
 
     def exact(points):
@@ -563,8 +565,9 @@ def log_prob(
         method: ``"direct"`` evaluates every ``(x - mean) / std``;
             ``"matmul"`` expands the squared distances into matrix products
             (``precision=HIGHEST``); ``"auto"`` (the default) uses ``"direct"``
-            for ``d <= 16`` and otherwise the matrix products wherever their
-            error bound holds, chunk by chunk, falling back to ``"direct"``.
+            for ``d <= 16`` or ``k <= 16`` and otherwise the matrix products
+            wherever their error bound holds, chunk by chunk, falling back to
+            ``"direct"``.
 
     >>> import jax.numpy as jnp
     >>> means = jnp.array([[0.0], [2.0]])
