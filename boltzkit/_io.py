@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import tempfile
+import shutil
+import uuid
 import zipfile
 from collections.abc import Callable, Iterator
 from typing import IO, Any
@@ -14,9 +15,10 @@ import numpy as np
 
 
 def _exists_error(path: str) -> FileExistsError:
-    return FileExistsError(
-        f"{path} already exists; pass overwrite=True (--force on the command line) to replace it"
-    )
+    error = FileExistsError(f"{path} already exists; pass overwrite=True to replace it")
+    # The command line reads the path from here to word its own message.
+    error.path = path
+    return error
 
 
 def check_output_path(path: str | os.PathLike, *, overwrite: bool, suffixes: tuple[str, ...]):
@@ -78,30 +80,44 @@ def atomic_output(path: str | os.PathLike, *, overwrite: bool) -> Iterator[IO[by
     if os.path.exists(path) and not overwrite:
         raise _exists_error(path)
 
-    handle = tempfile.NamedTemporaryFile(
-        mode="wb", dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp", delete=False
-    )
+    # The name is chosen before the try whose finally removes the file, and
+    # the file is created inside it, so an interrupt at any point leaves
+    # nothing behind. The mode gives the permissions of an ordinarily
+    # created file.
+    temporary = _unique_hidden_path(directory, f"{os.path.basename(path)}.", ".tmp")
     try:
-        with handle:
-            # Temporary files are created private (0600); give the result the
-            # permissions of an ordinarily created file.
-            os.chmod(handle.name, 0o666 & ~_current_umask())
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with os.fdopen(descriptor, "wb") as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
         if overwrite:
-            os.replace(handle.name, path)
+            os.replace(temporary, path)
         else:
-            _link_no_clobber(handle.name, path)
+            _link_no_clobber(temporary, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(handle.name)
+            os.unlink(temporary)
 
 
-def _current_umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+def _unique_hidden_path(parent: str, prefix: str, suffix: str = "") -> str:
+    return os.path.join(parent, f".{prefix}{uuid.uuid4().hex[:12]}{suffix}")
+
+
+@contextlib.contextmanager
+def scratch_directory(parent: str) -> Iterator[str]:
+    """Create a hidden temporary folder in ``parent`` and remove it with its contents on exit.
+
+    The name is chosen before the ``try`` whose ``finally`` removes the
+    folder, and the folder is created inside it, so an interrupt at any
+    point leaves nothing behind.
+    """
+    scratch = _unique_hidden_path(parent, "boltzkit-")
+    try:
+        os.mkdir(scratch, 0o700)
+        yield scratch
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _link_no_clobber(source: str, destination: str) -> None:

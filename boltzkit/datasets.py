@@ -23,7 +23,6 @@ import dataclasses
 import functools
 import os
 import shutil
-import tempfile
 import zipfile
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -458,7 +457,7 @@ def write_stream(
     names = [name for name, flag in zip(_FIELDS, flags, strict=True) if flag]
     directory = os.path.dirname(os.path.abspath(path))
 
-    with tempfile.TemporaryDirectory(dir=directory, prefix=".boltzkit-") as scratch:
+    with _io.scratch_directory(directory) as scratch:
         parts = {name: os.path.join(scratch, f"{name}.npy") for name in names}
         # The stack closes every part even when closing one fails, as it does
         # on a full disk when the last buffered bytes are flushed.

@@ -573,8 +573,15 @@ def test_concurrent_dataset_writers(force, tmp_path):
 def test_signal_leaves_no_temporary_files(signal_number, status, message, tmp_path):
     command = [str(SCRIPT), "dataset", "gmm40", "--split", "train", "--length", "100000000",
                "--log-probs", "--scores", "-o", "huge.npz"]
-    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    # A shell that runs this suite in the background ignores SIGINT, and a
+    # child inherits an ignored signal. A handled one is reset to the default
+    # at exec, which is what a user's Ctrl-C meets.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     try:
         # Wait until the scratch folder of the write exists, so the signal arrives mid-write.
         deadline = time.monotonic() + 120

@@ -6,6 +6,7 @@ import argparse
 import sys
 import time
 
+from boltzkit.cli import _signals
 from boltzkit.targets import load_target
 
 
@@ -57,6 +58,7 @@ class Progress:
         self.start = time.monotonic()
 
     def update(self, done: int) -> None:
+        _signals.raise_pending()
         if not self.enabled:
             return
         elapsed = time.monotonic() - self.start

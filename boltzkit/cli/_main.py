@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import signal
 import sys
-import threading
 from collections.abc import Sequence
 
 from boltzkit._version import __version__
-from boltzkit.cli import _dataset, _demo, _evaluate, _info, _plot, _sample
+from boltzkit.cli import _dataset, _demo, _evaluate, _info, _plot, _sample, _signals
 from boltzkit.cli._errors import CommandError
 
 COMMANDS = (_info, _sample, _dataset, _plot, _evaluate, _demo)
@@ -74,32 +72,6 @@ def _is_beside(filename: str | None, output: str) -> bool:
     )
 
 
-class _Terminated(Exception):
-    """Raised by the SIGTERM handler so that temporary files are removed on the way out."""
-
-
-def _raise_terminated(signum, frame):
-    raise _Terminated
-
-
-@contextlib.contextmanager
-def _sigterm_as_exception():
-    """Turn SIGTERM into an exception while a command runs, then restore the old handler.
-
-    Without this, SIGTERM ends the process at once and leaves the temporary
-    files of an unfinished write behind. Signal handlers can only be set from
-    the main thread, so elsewhere nothing changes.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``boltzkit`` command and return its exit status.
 
@@ -120,9 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        with _sigterm_as_exception():
+        with _signals.signals_as_exceptions():
             args.run(args)
-    except _Terminated:
+    except _signals.Terminated:
         print("boltzkit: terminated", file=sys.stderr)
         return EXIT_TERMINATED
     except CommandError as error:
@@ -130,7 +102,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FileNotFoundError as error:
         message = _describe_os_error(error) if error.strerror else str(error)
     except FileExistsError as error:
-        message = str(error) if not error.strerror else _describe_os_error(error)
+        path = getattr(error, "path", None) or error.filename
+        if path is not None:
+            message = f"{os.fsdecode(path)} already exists; pass --force to replace it"
+        else:
+            message = str(error)
     except OSError as error:
         message = _describe_os_error(error, getattr(args, "output", None))
     except (ValueError, TypeError) as error:

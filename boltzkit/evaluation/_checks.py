@@ -7,7 +7,20 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from boltzkit._validation import as_float_array, wider_float
+from boltzkit._validation import as_float_array, is_traced, wider_float
+
+
+def check_finite_rows(name: str, points: jax.Array) -> None:
+    """Raise ``ValueError`` naming the first row with a NaN or inf; tracers are not checked."""
+    if is_traced(points):
+        return
+    bad_rows = ~jnp.all(jnp.isfinite(points), axis=-1)
+    if bool(jnp.any(bad_rows)):
+        first = int(jnp.argmax(bad_rows))
+        raise ValueError(
+            f"{name} must be finite, but {int(jnp.sum(bad_rows))} of {points.shape[0]} rows "
+            f"contain NaN or inf (the first is row {first}); drop or fix those samples"
+        )
 
 
 def point_sets(x: Any, y: Any, *, x_name: str = "x", y_name: str = "y", minimum: int = 2):
@@ -23,6 +36,8 @@ def point_sets(x: Any, y: Any, *, x_name: str = "x", y_name: str = "y", minimum:
             raise ValueError(
                 f"{name} must have at least {minimum} samples, got {value.shape[0]}"
             )
+    for name, value in ((x_name, x), (y_name, y)):
+        check_finite_rows(name, value)
     if x.shape[1] != y.shape[1]:
         raise ValueError(
             f"{x_name} and {y_name} must have the same dimension, got shapes "

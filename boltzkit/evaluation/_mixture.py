@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from boltzkit._validation import as_float_array, check_real, wider_float
+from boltzkit.evaluation import _checks
 from boltzkit.targets.gaussian_mixture import DiagonalGaussianMixture, _functional
 
 # A component counts as covered when its soft frequency reaches this
@@ -35,6 +36,7 @@ def _check_mixture_and_samples(target: Any, samples: Any) -> jax.Array:
             f"samples must have shape (n_samples, {target.dim}) with the target's dimension "
             f"{target.dim} and n_samples >= 1, got shape {tuple(samples.shape)}"
         )
+    _checks.check_finite_rows("samples", samples)
     return samples
 
 

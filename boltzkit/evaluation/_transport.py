@@ -123,12 +123,18 @@ def assignment(cost: jax.Array) -> jax.Array:
 
 
 def exact_w2_squared(x, y):
-    """Return the exact squared W2 between equal-size point sets, by an assignment."""
+    """Return the exact squared W2 between equal-size point sets, by an assignment.
+
+    The result is NaN if any cost is not finite. The assignment then runs on
+    zeroed costs, because its searches need finite costs to terminate.
+    """
     cost = squared_distances(x, y)
-    columns = assignment(cost)
+    finite = jnp.isfinite(cost)
+    columns = assignment(jnp.where(finite, cost, 0.0))
     matched = y[columns]
     difference = x - matched
-    return jnp.mean(jnp.sum(difference * difference, axis=-1))
+    value = jnp.mean(jnp.sum(difference * difference, axis=-1))
+    return jnp.where(jnp.all(finite), value, jnp.nan)
 
 
 def _softmin_rows(epsilon, x, y, log_weights_y, potential_y, rows_per_batch):
