@@ -116,3 +116,12 @@ def test_mixture_metrics_reject_bad_input(gmm40):
         evaluation.modes_covered(gmm40, np.zeros((3, 2)), threshold=0.0)
     with pytest.raises(TypeError, match="samples must be an array of real numbers"):
         evaluation.responsibilities(gmm40, jnp.zeros((3, 2), bool))
+
+
+@pytest.mark.parametrize("metric", ["entropic_mode_coverage", "modes_covered", "component_weights_tv"])
+def test_mixture_metrics_reject_nan_rows(metric):
+    target = DiagonalGaussianMixture.create_gmm40()
+    samples = np.asarray(target.sample(50, seed=0)).copy()
+    samples[7] = np.inf
+    with pytest.raises(ValueError, match=r"samples must be finite.*row 7"):
+        getattr(evaluation, metric)(target, samples)

@@ -236,3 +236,22 @@ def test_w2_in_float64_matches_pot_to_rounding():
     assert float(exact) == pytest.approx(expected, rel=1e-12)
     assert float(sinkhorn) == pytest.approx(expected, rel=0.01)
     assert float(sinkhorn) <= expected * (1 + 1e-9)
+
+
+@pytest.mark.parametrize("metric", ["wasserstein2", "energy_distance", "mmd_squared"])
+def test_sample_metrics_reject_nan_rows(metric):
+    x = np.random.default_rng(0).normal(size=(20, 2))
+    y = np.random.default_rng(1).normal(size=(20, 2))
+    x[3] = np.nan
+    with pytest.raises(ValueError, match=r"x must be finite.*row 3"):
+        getattr(evaluation, metric)(x, y)
+    with pytest.raises(ValueError, match=r"y must be finite"):
+        getattr(evaluation, metric)(y, x)
+
+
+def test_exact_w2_under_jit_is_nan_for_nan_rows():
+    x = np.random.default_rng(0).normal(size=(20, 2)).astype(np.float32)
+    y = np.random.default_rng(1).normal(size=(20, 2)).astype(np.float32)
+    x[3] = np.nan
+    value = jax.jit(lambda a, b: evaluation.wasserstein2(a, b))(x, y)
+    assert np.isnan(float(value))
