@@ -66,7 +66,7 @@ def atomic_output(path: str | os.PathLike, *, overwrite: bool) -> Iterator[IO[by
 
     The temporary file is removed if the body raises, so a failed write leaves
     nothing behind. Without ``overwrite`` the final step is a hard link, which
-    fails if another writer created ``path`` in the meantime; with it, the
+    fails if another writer created ``path`` in the meantime. With it, the
     final step is ``os.replace``. Either way a reader sees the old file or the
     complete new one, never a partial file.
 
