@@ -299,7 +299,7 @@ def _generate_block(target, key, start, *, size, include_samples, include_log_pr
     samples = target.sample_at(key, indices)
     # log_prob and score are called separately, not through
     # log_prob_and_score, so that the stored values equal what a user gets
-    # from those two methods bit for bit: XLA fuses the combined call
+    # from those two methods bit for bit. XLA fuses the combined call
     # differently, which can change the last bit of the log-densities.
     log_probs = target.log_prob(samples) if include_log_probs else None
     scores = target.score(samples) if include_scores else None

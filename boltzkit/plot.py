@@ -53,11 +53,7 @@ def marginal_mixture(target: DiagonalGaussianMixture, dims: Sequence[int]) -> Di
         >>> marginal_mixture(target, [0, 3]).dim
         2
     """
-    dims = _check_dims(target, dims)
-    columns = np.asarray(dims)
-    return DiagonalGaussianMixture(
-        target.means[:, columns], target.diag_stds[:, columns], target.logits
-    )
+    return target.marginal(_check_dims(target, dims))
 
 
 def _check_target(target: Any) -> None:
@@ -87,7 +83,7 @@ def _check_samples(name: str, samples: Any, dim: int) -> np.ndarray:
 
 
 def _default_bounds(marginal: DiagonalGaussianMixture, dim_index: int) -> tuple[float, float]:
-    """Return the range that holds every component's mean +- 4 standard deviations."""
+    """Return the range that contains every component's mean +- 4 standard deviations."""
     means = np.asarray(marginal.means[:, dim_index], np.float64)
     stds = np.asarray(marginal.diag_stds[:, dim_index], np.float64)
     return float(np.min(means - 4 * stds)), float(np.max(means + 4 * stds))

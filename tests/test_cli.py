@@ -86,7 +86,8 @@ def test_dataset_offset_window(tmp_path, capsys):
     window = Dataset.load(tmp_path / "w.npz")
     full = DiagonalGaussianMixture.create_gmm40().load_dataset("val", 100)
     np.testing.assert_array_equal(np.asarray(window.samples), np.asarray(full.samples[30:]))
-    assert window.log_probs is None and window.scores is None
+    assert window.log_probs is None
+    assert window.scores is None
 
 
 def test_dataset_refuses_to_overwrite(tmp_path, capsys):

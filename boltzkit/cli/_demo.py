@@ -84,8 +84,9 @@ def run(args: argparse.Namespace) -> None:
               f"(mean log_prob {log_probs.mean():.3f})")
 
     test = datasets.Dataset.load(paths["test"])
-    responsibilities = np.asarray(_nearest_components(target, test.samples))
-    counts = np.bincount(responsibilities, minlength=target.n_components)
+    # Each test sample counts for the component of highest responsibility.
+    nearest = np.asarray(target.responsibilities(test.samples).argmax(axis=-1))
+    counts = np.bincount(nearest, minlength=target.n_components)
     frequencies = counts / counts.sum()
     total_variation = 0.5 * float(np.abs(frequencies - np.asarray(target.weights)).sum())
     summary["test_component_frequency_tv"] = total_variation
@@ -183,17 +184,3 @@ def _run_baseline_sampler(target, reference, paths, *, overwrite: bool) -> dict:
         print(f"figure skipped: {error}")
     return result
 
-
-def _nearest_components(target, samples):
-    """Return the index of the component with the highest responsibility for each sample."""
-    import jax
-    import jax.numpy as jnp
-
-    @jax.jit
-    def assign(means, diag_stds, logits, x):
-        z = (x[:, None, :] - means[None]) / diag_stds[None]
-        log_joint = jax.nn.log_softmax(logits)[None, :] - 0.5 * jnp.sum(z * z, axis=-1) \
-            - jnp.sum(jnp.log(diag_stds), axis=-1)[None, :]
-        return jnp.argmax(log_joint, axis=-1)
-
-    return assign(target.means, target.diag_stds, target.logits, samples)

@@ -48,7 +48,7 @@ MAX_UNROLLED_DIM = 16
 # matrix products with their error check.
 MAX_UNROLLED_COMPONENTS = 16
 
-# Most rows per chunk.
+# Maximum number of rows per chunk.
 CHUNK_ROWS = 8192
 
 # Upper bound on the elements of one (rows, k) array of the coordinate-wise
