@@ -1,11 +1,13 @@
 """Time boltzkit's Gaussian mixture against TFP-JAX, distrax and NumPyro, side by side.
 
 Every library evaluates the same mixture on the same float32 points inside
-``jax.jit``. Each timing is the median of several calls after one warm-up
-call. The script prints a table of points per second, the ratio of boltzkit
-to each peer and the worst error of each library against a float64 NumPy
-reference, and writes the results with the JAX version, backend and device
-to a JSON file.
+``jax.jit``. After one warm-up call of each, the libraries are timed in turn,
+round after round, and each timing is the median of its rounds, so that a
+change in the load of a shared machine affects every library alike. The
+script prints a table of points per second, the ratio of boltzkit to each
+peer and the worst error of each library against a float64 NumPy reference,
+and writes the results, with the time to trace and compile each function and
+the JAX version, backend and device, to a JSON file.
 
 Usage::
 
@@ -89,17 +91,33 @@ def make_points(target: DiagonalGaussianMixture, n_points: int) -> jax.Array:
     return jnp.asarray(points, jnp.float32)
 
 
-def time_call(fn: Callable, args: tuple, repeats: int) -> tuple[float, float]:
-    """Return (first-call seconds including compilation, median seconds of later calls)."""
+def first_call(fn: Callable, args: tuple) -> tuple[float, float, object]:
+    """Return the first call's seconds (compilation included), the compile seconds and the output.
+
+    The second figure traces, lowers and compiles the function again, without running it.
+    """
     start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
+    output = jax.block_until_ready(fn(*args))
     first = time.perf_counter() - start
-    times = []
+    # A new outer function misses the compilation cache that the first call filled.
+    start = time.perf_counter()
+    jax.jit(lambda *inputs: fn(*inputs)).lower(*args).compile()
+    return first, time.perf_counter() - start, output
+
+
+def interleaved_medians(functions: dict[str, Callable], args: tuple, repeats: int) -> dict[str, float]:
+    """Return the median seconds per call of each function, timed in turn within each round.
+
+    Timing the libraries round by round, rather than one after the other,
+    exposes them all to the same drift in the load of a shared machine.
+    """
+    times = {name: [] for name in functions}
     for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return first, statistics.median(times)
+        for name, fn in functions.items():
+            start = time.perf_counter()
+            jax.block_until_ready(fn(*args))
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def boltzkit_functions(target: DiagonalGaussianMixture) -> dict[str, Callable]:
@@ -146,7 +164,7 @@ def evaluate_errors(operation: str, output, points: np.ndarray, target, n_check:
 
 
 def run(args: argparse.Namespace) -> dict:
-    repeats = 3 if args.quick else 5
+    repeats = 3 if args.quick else 7
     n_check = 2048 if args.quick else 8192
     selected = [c for c in CONFIGS if args.configs is None or c.name in args.configs]
     results = []
@@ -160,27 +178,32 @@ def run(args: argparse.Namespace) -> dict:
         for name in args.peers:
             libraries[name] = peers.functions(name, target)
         for operation in config.operations:
+            rows, outputs, ready = {}, {}, {}
             for library, functions in libraries.items():
                 row = {"config": config.name, "n_components": config.n_components, "dim": config.dim,
                        "n_points": n_points, "operation": operation, "library": library}
+                rows[library] = row
                 fn = functions.get(operation) if functions is not None else None
                 if fn is None:
                     row["error"] = "not available"
-                    results.append(row)
                     continue
                 try:
-                    first, median = time_call(fn, (points, key), repeats)
-                    output = fn(points, key)
+                    first, compile_s, outputs[library] = first_call(fn, (points, key))
                 except Exception as error:  # a peer failing on one operation must not stop the run
                     row["error"] = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
-                    results.append(row)
                     continue
-                row.update(first_call_s=first, median_s=median, points_per_s=n_points / median,
-                           max_normalized_error=evaluate_errors(operation, output, points_np, target,
-                                                                n_check))
-                results.append(row)
+                row.update(first_call_s=first, compile_s=compile_s)
+                ready[library] = fn
+            medians = interleaved_medians(ready, (points, key), repeats)
+            for library, median in medians.items():
+                row = rows[library]
+                row.update(median_s=median, points_per_s=n_points / median,
+                           max_normalized_error=evaluate_errors(operation, outputs[library], points_np,
+                                                                target, n_check))
                 print(f"  {config.name:10s} {operation:18s} {library:9s} "
-                      f"{n_points / median / 1e6:9.3f} M/s  first call {first:7.3f} s", flush=True)
+                      f"{n_points / median / 1e6:9.3f} M/s  first call {row['first_call_s']:7.3f} s"
+                      f"  compile {row['compile_s']:6.3f} s", flush=True)
+            results.extend(rows.values())
     return {"environment": environment(), "quick": args.quick, "repeats": repeats,
             "n_points_checked": n_check, "results": results}
 
@@ -264,12 +287,13 @@ def main(argv: list[str] | None = None) -> int:
     env = report["environment"]
     print()
     print(f"jax {env['versions']['jax']} on {env['backend']} ({env['device_kind']}, "
-          f"{env['cpu_count']} CPUs), float32, median of {report['repeats']} calls")
+          f"{env['cpu_count']} CPUs), float32, median of {report['repeats']} interleaved rounds")
     print(format_table(report))
-    print("\nFirst call (compile + run) of log_prob, seconds:")
+    print("\nlog_prob: first call (compile + run) and trace + compile alone, seconds:")
     for row in report["results"]:
         if row["operation"] == "log_prob" and "first_call_s" in row:
-            print(f"  {row['config']:10s} {row['library']:9s} {row['first_call_s']:.3f}")
+            print(f"  {row['config']:10s} {row['library']:9s} {row['first_call_s']:7.3f} "
+                  f"{row['compile_s']:7.3f}")
     if args.gpu:
         print()
         print(roofline.format_report(report["roofline"]))

@@ -265,3 +265,117 @@ def test_compiled_temporaries_stay_linear_in_batch(n_components, dim, n_points):
         analysis = jax.jit(fn).lower(points).compile().memory_analysis()
         assert analysis.temp_size_in_bytes <= 2 * linear_bytes + 64 * 2**20
         assert analysis.temp_size_in_bytes < full_bytes / 8
+
+
+def test_top_components_find_maximum_column():
+    rng = np.random.default_rng(19)
+    values = rng.normal(scale=50.0, size=(64, 40)).astype(np.float32)
+    values[0, :] = 3.0  # an exact tie
+    values[1, :5] = -np.inf
+    values[2, :] = -np.inf
+    values[3, 7] = np.nan
+    top, index = functional._top_components(jnp.asarray(values))
+    top, index = np.asarray(top, np.float64), np.asarray(index)
+
+    assert index.dtype == np.int32
+    assert np.all((index >= 0) & (index < 40))
+    finite = slice(4, None)
+    np.testing.assert_array_equal(index[finite], np.argmax(values[finite], axis=-1))
+    # The column index replaces the lowest 6 bits: within 64 units in the last place.
+    ulp = np.spacing(np.abs(values[finite].max(axis=-1)).astype(np.float32)).astype(np.float64)
+    assert np.all(np.abs(top[finite] - values[finite].max(axis=-1)) <= 64 * ulp)
+    assert values[0, index[0]] == 3.0
+    assert index[1] == np.argmax(values[1])
+    assert np.isfinite(top[1])
+    assert top[2] == -np.inf
+    assert np.isnan(top[3])
+
+
+def test_top_components_in_float64():
+    with jax.enable_x64(True):
+        values = np.random.default_rng(23).normal(size=(32, 5))
+        top, index = functional._top_components(jnp.asarray(values))
+        assert top.dtype == jnp.float64
+        np.testing.assert_array_equal(index, np.argmax(values, axis=-1))
+        np.testing.assert_allclose(top, values.max(axis=-1), rtol=1e-14)
+
+
+@pytest.mark.parametrize("n_rows", [1, 16, 17, 40, 48])
+def test_map_rows_overlapping_last_chunk(n_rows):
+    # The last chunk ends at the last row and overlaps the one before it.
+    x = jnp.arange(n_rows * 3, dtype=jnp.float32).reshape(n_rows, 3)
+    shapes = []
+
+    def fn(chunk):
+        shapes.append(chunk.shape)
+        return jnp.sum(chunk, axis=-1), chunk * 2.0
+
+    sums, doubled = functional._map_rows(fn, (x,), 16)
+    np.testing.assert_array_equal(sums, np.asarray(x).sum(axis=-1))
+    np.testing.assert_array_equal(doubled, 2.0 * np.asarray(x))
+    assert all(shape == (min(n_rows, 16), 3) for shape in shapes)
+
+
+def test_repair_fixes_only_failed_rows():
+    x = jnp.arange(64, dtype=jnp.float32)[:, None]
+    result = (jnp.zeros(64), jnp.full((64, 1), -1.0))
+
+    def exact(points):
+        return points[:, 0] + 0.5, points * 10.0
+
+    for failed in ([], [0], [3, 40], list(range(0, 64, 3)), list(range(64))):
+        row_ok = np.ones(64, bool)
+        row_ok[failed] = False
+        values, pulls = functional._repair_rows(result, jnp.asarray(row_ok), x, exact)
+        expected_values = np.where(row_ok, 0.0, np.arange(64) + 0.5)
+        expected_pulls = np.where(row_ok, -1.0, np.arange(64) * 10.0)[:, None]
+        np.testing.assert_array_equal(values, expected_values)
+        np.testing.assert_array_equal(pulls, expected_pulls)
+
+
+def _mixed_far_mixture(n_components, dim):
+    """Two close narrow components far from the centre of the means, and the rest far away."""
+    means = np.full((n_components, dim), -1000.0)
+    means[0] = 1000.0
+    means[1] = 1000.01
+    means[2:] += np.arange(n_components - 2)[:, None] * 5.0
+    stds = np.full((n_components, dim), 0.01)
+    return means, stds, np.zeros(n_components)
+
+
+def test_derivatives_through_repaired_rows():
+    # With more than 16 components, "auto" takes matrix products for the
+    # score too and repairs the mixed rows. jax.jacrev then differentiates
+    # through the repair, and jax.hessian through the custom rule.
+    dim = 20
+    means, stds, logits = _mixed_far_mixture(18, dim)
+    x = 1000.005 + 0.003 * np.random.default_rng(29).normal(size=(3, dim))
+    means, stds, logits, x = (np.asarray(a, np.float32).astype(np.float64) for a in (means, stds, logits, x))
+    args = _f32(means, stds, logits, x)
+
+    _, forced = functional.log_prob_and_score(*args, method="matmul")
+    _, auto = functional.log_prob_and_score(*args, method="auto")
+    assert _normalized_errors(np.zeros(3), forced, means, stds, logits, x)[1] > 1.0
+    np.testing.assert_allclose(auto, mixture_score(means, stds, logits, x), rtol=1e-4, atol=1e-2)
+
+    point = args[3][0]
+    expected = _reference_hessian(means, stds, logits, np.asarray(point, np.float64))
+    jacobian = jax.jacrev(lambda p: functional.score(*args[:3], p))(point)
+    hessian = jax.hessian(lambda p: functional.log_prob(*args[:3], p))(point)
+    scale = np.max(np.abs(expected))
+    np.testing.assert_allclose(jacobian, expected, rtol=0, atol=2e-3 * scale)
+    np.testing.assert_allclose(hessian, expected, rtol=0, atol=2e-3 * scale)
+
+
+@pytest.mark.parametrize(("n_components", "dim"), [(20, 24), (4, 24), (40, 2)])
+def test_duplicated_components_tie(n_components, dim):
+    # Pairs of identical components tie for the top joint in every row.
+    rng = np.random.default_rng(31)
+    means, stds, logits = _random_mixture(rng, n_components // 2, dim, 3.0)
+    means, stds, logits = (np.concatenate([a, a]) for a in (means, stds, logits))
+    x = _points_near(rng, means, stds, 256, 1.0)
+    for method in METHODS:
+        log_probs, scores = functional.log_prob_and_score(*_f32(means, stds, logits, x), method=method)
+        value_error, score_error = _normalized_errors(log_probs, scores, means, stds, logits, x)
+        assert value_error <= 1.0, (method, value_error)
+        assert score_error <= 1.0, (method, score_error)

@@ -49,12 +49,17 @@ MAX_UNROLLED_DIM = 16
 MAX_UNROLLED_COMPONENTS = 16
 
 # Maximum number of rows per chunk.
-CHUNK_ROWS = 8192
+CHUNK_ROWS = 32768
 
 # Upper bound on the elements of one (rows, k) array of the coordinate-wise
-# path and of the (rows, k) and (rows, d) arrays of the matrix-product path:
-# 4 MiB in float32.
-MAX_CHUNK_PAIRS = 2**20
+# path: 8 MiB in float32. Fewer, larger chunks pay the per-chunk cost of
+# launching kernels fewer times.
+MAX_CHUNK_PAIRS = 2**21
+
+# Upper bound on rows * d in a chunk of the component loop and on
+# rows * (k + d) in a chunk of the matrix-product path: 2 MiB of float32 per
+# operand, so that a chunk stays in cache.
+MAX_CHUNK_ROW_ELEMENTS = 2**19
 
 # Upper bound on the elements of one (rows, k, d) intermediate on the
 # broadcast path, which caps its memory at 16 MiB in float32.
@@ -110,7 +115,7 @@ def _direct_rows(n_components: int, dim: int) -> int:
     if dim <= MAX_UNROLLED_DIM:
         return _power_of_two_rows(MAX_CHUNK_PAIRS / n_components)
     if n_components <= MAX_UNROLLED_COMPONENTS:
-        return _power_of_two_rows(MAX_CHUNK_PAIRS / dim)
+        return _power_of_two_rows(MAX_CHUNK_ROW_ELEMENTS / dim)
     return _power_of_two_rows(MAX_CHUNK_ELEMENTS / (n_components * dim))
 
 
@@ -118,14 +123,19 @@ def _unrolls_components(n_components: int, dim: int) -> bool:
     return dim > MAX_UNROLLED_DIM and n_components <= MAX_UNROLLED_COMPONENTS
 
 
-def _uses_matmul(method: str, n_components: int, dim: int) -> bool:
+def _uses_matmul(method: str, n_components: int, dim: int, needs_weights: bool = False) -> bool:
+    """Return whether ``method`` evaluates a mixture of this shape with matrix products.
+
+    ``needs_weights`` is true when the pull or the responsibilities are
+    requested. Their error bound grows with the squared distance in units of the stds,
+    which is large in high dimensions, so with few components "auto" keeps
+    them on the exact component loop.
+    """
     if method == "matmul":
         return True
-    return (
-        method == "auto"
-        and dim > MAX_UNROLLED_DIM
-        and not _unrolls_components(n_components, dim)
-    )
+    if method != "auto" or dim <= MAX_UNROLLED_DIM:
+        return False
+    return not (needs_weights and _unrolls_components(n_components, dim))
 
 
 def chunk_rows(n_components: int, dim: int, method: str = "auto") -> int:
@@ -135,15 +145,15 @@ def chunk_rows(n_components: int, dim: int, method: str = "auto") -> int:
     path split evenly into the smaller chunks of the direct path.
 
     >>> chunk_rows(40, 2)
-    8192
+    32768
     >>> chunk_rows(128, 512), chunk_rows(128, 512, method="direct")
-    (1024, 64)
+    (512, 64)
     """
     check_method(method)
     direct = _direct_rows(n_components, dim)
     if not _uses_matmul(method, n_components, dim):
         return direct
-    return max(direct, _power_of_two_rows(MAX_CHUNK_PAIRS / (n_components + dim)))
+    return max(direct, _power_of_two_rows(MAX_CHUNK_ROW_ELEMENTS / (n_components + dim)))
 
 
 def _common_dtype(means, diag_stds, logits, x):
@@ -151,21 +161,33 @@ def _common_dtype(means, diag_stds, logits, x):
 
 
 def _map_rows(fn, arrays, rows_per_chunk):
-    """Apply ``fn`` to chunks of rows of ``arrays`` (a tuple) so that memory stays bounded."""
+    """Apply ``fn`` to chunks of rows of ``arrays`` (a tuple) so that memory stays bounded.
+
+    Every chunk has ``rows_per_chunk`` rows, so one compiled kernel serves all
+    of them. The last chunk ends at the last row and may overlap the one
+    before it. Rows are independent, so the overlapping rows get the same
+    result twice. Nothing is padded or copied: each chunk is a slice of the
+    inputs, and each result is written in place into the output.
+    """
     n_rows = arrays[0].shape[0]
     if n_rows <= rows_per_chunk:
         return fn(*arrays)
-    # Pad to whole chunks so that one compiled kernel serves every chunk.
     n_chunks = -(-n_rows // rows_per_chunk)
-    padding = n_chunks * rows_per_chunk - n_rows
-    chunks = tuple(
-        jnp.pad(a, ((0, padding),) + ((0, 0),) * (a.ndim - 1)).reshape(
-            (n_chunks, rows_per_chunk, *a.shape[1:])
+
+    def chunk_at(i):
+        start = jnp.minimum(i * rows_per_chunk, n_rows - rows_per_chunk)
+        return start, fn(*(jax.lax.dynamic_slice_in_dim(a, start, rows_per_chunk) for a in arrays))
+
+    def write(outputs, start, results):
+        return jax.tree.map(
+            lambda out, part: jax.lax.dynamic_update_slice_in_dim(out, part, start, axis=0),
+            outputs,
+            results,
         )
-        for a in arrays
-    )
-    outputs = jax.lax.map(lambda chunk: fn(*chunk), chunks)
-    return jax.tree.map(lambda out: out.reshape((-1, *out.shape[2:]))[:n_rows], outputs)
+
+    shapes = jax.eval_shape(lambda i: chunk_at(i)[1], 0)
+    outputs = jax.tree.map(lambda part: jnp.zeros((n_rows, *part.shape[1:]), part.dtype), shapes)
+    return jax.lax.fori_loop(0, n_chunks, lambda i, outputs: write(outputs, *chunk_at(i)), outputs)
 
 
 # ------------------------------------------------------------- direct method
@@ -210,6 +232,29 @@ def _far_responsibilities(x, means, inv_stds, logits):
     total = jnp.where(jnp.isneginf(logits)[None, :], jnp.inf, total)
     nearest = jnp.argmin(total, axis=-1)
     return jax.nn.one_hot(nearest, means.shape[0], dtype=x.dtype)
+
+
+def _top_components(a):
+    """Return ``(top, index)``: the largest entry of each row of ``a`` (n, k) and its column.
+
+    The column index is written into the low mantissa bits of every finite
+    entry, so a single float ``max`` finds both. ``top`` is then that entry
+    with its lowest ``b`` bits replaced, ``b`` the bit length of ``k - 1``:
+    within ``2**b`` units in the last place of the maximum, which is all a
+    shift before ``exp`` needs. On the CPU this is several times faster than
+    ``argmax``, a variadic reduction. Ties and near ties may return any of
+    the near-maximal columns; rows holding NaN or infinities give a valid
+    but arbitrary index.
+    """
+    n_components = a.shape[-1]
+    low = (1 << max(1, (n_components - 1).bit_length())) - 1
+    int_type = jnp.int64 if a.dtype == jnp.float64 else jnp.int32
+    columns = jnp.arange(n_components, dtype=int_type)[None, :]
+    bits = jax.lax.bitcast_convert_type(a, int_type)
+    tagged = jax.lax.bitcast_convert_type((bits & ~low) | columns, a.dtype)
+    top = jnp.max(jnp.where(jnp.isfinite(a), tagged, a), axis=-1)
+    index = jax.lax.bitcast_convert_type(top, int_type) & low
+    return top, jnp.minimum(index, n_components - 1).astype(jnp.int32)
 
 
 def _log_normalizers(means, diag_stds, logits):
@@ -286,21 +331,32 @@ def _direct_chunk(means, diag_stds, logits, x, need_pull, need_responsibilities)
 def _repair_rows(result, row_ok, x, exact):
     """Replace the rows of ``result`` not marked ``row_ok`` by ``exact`` of those rows.
 
-    Up to 1/16 of the rows are gathered and recomputed; if more fail, the
-    whole chunk is recomputed.
+    Failed rows are gathered in groups of 1/16 of the chunk and recomputed
+    one group at a time, so a single compiled ``exact`` serves any number of
+    failed rows. When every row passes, nothing beyond the check runs.
     """
     n_rows = x.shape[0]
     capacity = max(1, n_rows // 16)
-    n_failed = jnp.sum(~row_ok)
+    n_rounds = -(-n_rows // capacity)
 
-    def patch():
-        failed = jnp.nonzero(~row_ok, size=capacity, fill_value=0)[0]
-        # Padding entries repeat row 0, which then also gets its exact value.
-        fixed = exact(x[failed])
-        return jax.tree.map(lambda full, part: full.at[failed].set(part), result, fixed)
+    def fix(state):
+        fixed_result, todo = state
+        # Unused slots contain the out-of-range index n_rows. Their rows are
+        # read as zeros and their results are dropped.
+        failed = jnp.nonzero(todo, size=capacity, fill_value=n_rows)[0]
+        fixed = exact(x.at[failed].get(mode="fill", fill_value=0))
+        fixed_result = jax.tree.map(
+            lambda full, part: full.at[failed].set(part, mode="drop"), fixed_result, fixed
+        )
+        return fixed_result, todo.at[failed].set(False, mode="drop")
 
-    branch = jnp.where(n_failed == 0, 0, jnp.where(n_failed <= capacity, 1, 2))
-    return jax.lax.switch(branch, [lambda: result, patch, lambda: exact(x)])
+    def one_round(_, state):
+        return jax.lax.cond(jnp.any(state[1]), fix, lambda unchanged: unchanged, state)
+
+    def repair():
+        return jax.lax.fori_loop(0, n_rounds, one_round, (result, ~row_ok))[0]
+
+    return jax.lax.cond(jnp.all(row_ok), lambda: result, repair)
 
 
 def _direct_in_subchunks(means, diag_stds, logits, x, need_pull, need_responsibilities):
@@ -367,13 +423,22 @@ def _matmul_chunk(means, diag_stds, logits, x, need_pull, need_responsibilities)
     centered_x = x - center[None, :]
     scaled_means = centered_means * inv_vars
     offsets = jnp.sum(centered_means * scaled_means, axis=-1)
-    squares = jnp.dot(centered_x * centered_x, inv_vars.T, precision=_HIGHEST)
+    # One product gives the squares and, in its last column, A_n of the bound.
+    max_inv_vars = jnp.max(inv_vars, axis=0)
+    squares = jnp.dot(
+        centered_x * centered_x,
+        jnp.concatenate([inv_vars.T, max_inv_vars[:, None]], axis=1),
+        precision=_HIGHEST,
+    )
     cross = jnp.dot(centered_x, scaled_means.T, precision=_HIGHEST)
-    approx = log_norm[None, :] - 0.5 * (squares - 2.0 * cross + offsets[None, :])
+    approx = log_norm[None, :] - 0.5 * (squares[:, :n_components] - 2.0 * cross + offsets[None, :])
 
-    anchor = jnp.argmax(approx, axis=-1)
-    is_anchor = jnp.arange(n_components)[None, :] == anchor[:, None]
-    z = (x - means[anchor]) * inv_stds[anchor]
+    _, anchor = _top_components(approx)
+    is_anchor = jnp.arange(n_components, dtype=anchor.dtype)[None, :] == anchor[:, None]
+    anchor_means, anchor_inv_stds = jnp.split(
+        jnp.concatenate([means, inv_stds], axis=1)[anchor], 2, axis=1
+    )
+    z = (x - anchor_means) * anchor_inv_stds
     anchor_joint = log_norm[anchor] - 0.5 * jnp.sum(z * z, axis=-1)
     relative = approx - jnp.take_along_axis(approx, anchor[:, None], axis=-1)
     unnormalized = jnp.where(is_anchor, 0.0, jnp.exp(relative))
@@ -382,25 +447,14 @@ def _matmul_chunk(means, diag_stds, logits, x, need_pull, need_responsibilities)
 
     # Error bound of the matrix-product terms, one value per row.
     joint_error = _summation_error_factor(dim + 3, dtype) * (
-        jnp.dot(centered_x * centered_x, jnp.max(inv_vars, axis=0), precision=_HIGHEST)
-        + jnp.max(offsets)
+        squares[:, n_components] + jnp.max(offsets)
     )
     bounded_error = jnp.minimum(joint_error, _MAX_JOINT_ERROR)
     share = others / (1.0 + others) * jnp.exp(2.0 * bounded_error)
     log_prob_bound = share * jnp.expm1(2.0 * bounded_error)
-    reach = (jnp.max(jnp.abs(centered_x), axis=-1) + jnp.max(jnp.abs(centered_means))) * jnp.max(
-        inv_vars
-    )
-    score_bound = share * reach * (
-        _summation_error_factor(n_components + 2, dtype) + 2.0 * jnp.expm1(4.0 * bounded_error)
-    )
     tolerance = _BOUND_SHARE * jnp.maximum(1e-4, 1e-5 * jnp.abs(log_probs))
     # NaN bounds (from overflowing products) compare False and fail.
-    row_ok = (
-        (joint_error <= _MAX_JOINT_ERROR)
-        & (log_prob_bound <= tolerance)
-        & (score_bound <= _BOUND_SHARE * 1e-4)
-    )
+    row_ok = (joint_error <= _MAX_JOINT_ERROR) & (log_prob_bound <= tolerance)
 
     if not (need_pull or need_responsibilities):
         return (log_probs, None, None), row_ok
@@ -409,11 +463,21 @@ def _matmul_chunk(means, diag_stds, logits, x, need_pull, need_responsibilities)
     r_anchor = inv_total
     pull = None
     if need_pull:
-        anchor_pull = (means[anchor] - x) * inv_vars[anchor]
+        anchor_pull = (anchor_means - x) * (anchor_inv_stds * anchor_inv_stds)
         other_pull = jnp.dot(r_others, scaled_means, precision=_HIGHEST) - centered_x * jnp.dot(
             r_others, inv_vars, precision=_HIGHEST
         )
         pull = r_anchor[:, None] * anchor_pull + other_pull
+        reach = (
+            jnp.max(jnp.abs(centered_x), axis=-1) + jnp.max(jnp.abs(centered_means))
+        ) * jnp.max(inv_vars)
+        score_bound = share * reach * (
+            _summation_error_factor(n_components + 2, dtype) + 2.0 * jnp.expm1(4.0 * bounded_error)
+        )
+        score_tolerance = _BOUND_SHARE * jnp.maximum(
+            1e-4, 1e-5 * jnp.max(jnp.abs(pull), axis=-1)
+        )
+        row_ok = row_ok & (score_bound <= score_tolerance)
     r = None
     if need_responsibilities:
         r = jnp.where(is_anchor, r_anchor[:, None], r_others)
@@ -433,7 +497,7 @@ def _evaluate_chunk(method, means, diag_stds, logits, x, need_pull, need_respons
             means, diag_stds, logits, points, need_pull, need_responsibilities
         )
 
-    if not _uses_matmul(method, *means.shape):
+    if not _uses_matmul(method, *means.shape, need_pull or need_responsibilities):
         return exact(x)
     result, row_ok = _matmul_chunk(means, diag_stds, logits, x, need_pull, need_responsibilities)
     if method == "matmul":
