@@ -3,7 +3,8 @@
 Every library evaluates the same mixture on the same float32 points inside
 ``jax.jit``. After one warm-up call of each, the libraries are timed in turn,
 round after round, and each timing is the median of its rounds, so that a
-change in the load of a shared machine affects every library alike. The
+change in the load of a shared machine affects every library alike. Within a
+round, each timed call directly follows an untimed call of the same function. The
 script prints a table of points per second, the ratio of boltzkit to each
 peer and the worst error of each library against a float64 NumPy reference,
 and writes the results, with the time to trace and compile each function and
@@ -109,11 +110,15 @@ def interleaved_medians(functions: dict[str, Callable], args: tuple, repeats: in
     """Return the median seconds per call of each function, timed in turn within each round.
 
     Timing the libraries round by round, rather than one after the other,
-    exposes them all to the same drift in the load of a shared machine.
+    exposes them all to the same drift in the load of a shared machine. In
+    each round, every timed call follows an untimed call of the same
+    function, as in a training loop, so that it does not pay for the memory
+    that another library's call released.
     """
     times = {name: [] for name in functions}
     for _ in range(repeats):
         for name, fn in functions.items():
+            jax.block_until_ready(fn(*args))
             start = time.perf_counter()
             jax.block_until_ready(fn(*args))
             times[name].append(time.perf_counter() - start)

@@ -39,13 +39,13 @@ METHODS = ("auto", "direct", "matmul")
 # Up to this dimension the squared distances are accumulated one coordinate
 # at a time, so only (rows, k) arrays exist. Above it, the direct method
 # loops over the components (see MAX_UNROLLED_COMPONENTS) or uses one fused
-# broadcast over (rows, k, d), and "auto" tries matrix products for the latter.
+# broadcast over (rows, k, d), and "auto" tries matrix products.
 MAX_UNROLLED_DIM = 16
 
-# Above MAX_UNROLLED_DIM, mixtures of up to this many components are
-# evaluated one component at a time, so only (rows, d) arrays exist. This is
-# exact and, on the CPU, faster than both the (rows, k, d) broadcast and the
-# matrix products with their error check.
+# Above MAX_UNROLLED_DIM, the direct method evaluates mixtures of up to this
+# many components one component at a time, so only (rows, d) arrays exist.
+# "auto" uses this loop for their score and responsibilities, whose
+# matrix-product bound rarely holds in high dimensions.
 MAX_UNROLLED_COMPONENTS = 16
 
 # Maximum number of rows per chunk.
@@ -405,12 +405,16 @@ def _matmul_chunk(means, diag_stds, logits, x, need_pull, need_responsibilities)
       :math:`P_n = (\|x'_n\|_\infty + \max|m'|) \max v`,
 
     where ``rho_n`` is bounded above by the computed share times
-    ``exp(2 E_n)``. The bound holds for the chunk when every ``E_n <= 10``,
-    the ``log_prob`` bound is at most a quarter of
-    ``max(1e-4, 1e-5 |log_prob|)`` and the score bound at most a quarter of
-    ``1e-4``. Well separated components make ``rho`` vanish, so the bound
-    holds; a row shared between components whose coordinates are large
-    against their stds makes it fail.
+    ``exp(2 E_n)``. The bound holds for a row when ``E_n <= 10``, the
+    ``log_prob`` bound is at most a quarter of ``max(1e-4, 1e-5 |log_prob|)``
+    and, where the score is requested, the score bound is at most a quarter
+    of ``max(1e-4, 1e-5 max_d |score_d|)``. Well separated components make
+    ``rho`` vanish, so the bound holds. A row shared between components whose
+    coordinates are large against their stds makes it fail.
+
+    The anchor comes from :func:`_top_components`, so among components
+    whose approximate log joints tie to within a few units in the last
+    place, any one may be the anchor. The bound holds for any anchor.
     """
     n_components, dim = means.shape
     dtype = x.dtype
@@ -487,9 +491,9 @@ def _matmul_chunk(means, diag_stds, logits, x, need_pull, need_responsibilities)
 def _evaluate_chunk(method, means, diag_stds, logits, x, need_pull, need_responsibilities):
     """Return (log_probs, pull or None, responsibilities or None) of one chunk by ``method``.
 
-    For ``d > 16`` and more than 16 components, ``"auto"`` takes the matrix
-    products and recomputes with ``"direct"`` every row whose error bound
-    does not hold.
+    For ``d > 16``, ``"auto"`` takes the matrix products (for the score and
+    responsibilities only with more than 16 components) and recomputes with
+    ``"direct"`` every row whose error bound does not hold.
     """
 
     def exact(points):
@@ -565,8 +569,12 @@ def _parameter_tangent(r, x, means, inv_stds, dmeans, dstds):
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
 def _log_prob_rows(method, means, diag_stds, logits, x):
-    """Return the log-density of each row of ``x`` of shape (n, d)."""
-    return _evaluate_chunk(method, means, diag_stds, logits, x, False, False)[0]
+    """Return the log-density of each row of ``x`` of shape (n, d), chunk by chunk."""
+
+    def chunk(points):
+        return _evaluate_chunk(method, means, diag_stds, logits, points, False, False)[0]
+
+    return _map_rows(chunk, (x,), chunk_rows(*means.shape, method))
 
 
 def _is_zero(tangent) -> bool:
@@ -575,30 +583,47 @@ def _is_zero(tangent) -> bool:
 
 @functools.partial(_log_prob_rows.defjvp, symbolic_zeros=True)
 def _log_prob_rows_jvp(method, primals, tangents):
+    """Return the log-densities and their tangent.
+
+    The rule covers the whole batch, so a gradient with respect to ``x``
+    keeps the pull of the chunked evaluation as its only residual and
+    multiplies it by the cotangent outside the chunk loop.
+    """
     means, diag_stds, logits, x = primals
     dmeans, dstds, dlogits, dx = tangents
     need_pull = not _is_zero(dx)
     need_responsibilities = not (_is_zero(dmeans) and _is_zero(dstds) and _is_zero(dlogits))
-    log_probs, pull, r = _evaluate_chunk(
-        method, means, diag_stds, logits, x, need_pull, need_responsibilities
-    )
 
+    def chunk(points):
+        log_probs, pull, r = _evaluate_chunk(
+            method, means, diag_stds, logits, points, need_pull, need_responsibilities
+        )
+        if not need_responsibilities:
+            return log_probs, pull, None
+        parameter_tangent = jnp.zeros_like(log_probs)
+        if not _is_zero(dlogits):
+            # d log w_k = dlogits_k - sum_j w_j dlogits_j, and the responsibilities sum to one.
+            weights = jax.nn.softmax(logits)
+            parameter_tangent = jnp.sum(r * dlogits[None, :], axis=-1) - jnp.sum(weights * dlogits)
+        if not (_is_zero(dmeans) and _is_zero(dstds)):
+            parameter_tangent = parameter_tangent + _parameter_tangent(
+                r,
+                points,
+                means,
+                1.0 / diag_stds,
+                None if _is_zero(dmeans) else dmeans,
+                None if _is_zero(dstds) else dstds,
+            )
+        return log_probs, pull, parameter_tangent
+
+    log_probs, pull, parameter_tangent = _map_rows(
+        chunk, (x,), chunk_rows(*means.shape, method)
+    )
     tangent = jnp.zeros_like(log_probs)
     if need_pull:
         tangent = tangent + jnp.sum(pull * dx, axis=-1)
-    if not _is_zero(dlogits):
-        # d log w_k = dlogits_k - sum_j w_j dlogits_j, and the responsibilities sum to one.
-        weights = jax.nn.softmax(logits)
-        tangent = tangent + (jnp.sum(r * dlogits[None, :], axis=-1) - jnp.sum(weights * dlogits))
-    if not (_is_zero(dmeans) and _is_zero(dstds)):
-        tangent = tangent + _parameter_tangent(
-            r,
-            x,
-            means,
-            1.0 / diag_stds,
-            None if _is_zero(dmeans) else dmeans,
-            None if _is_zero(dstds) else dstds,
-        )
+    if need_responsibilities:
+        tangent = tangent + parameter_tangent
     return log_probs, tangent
 
 
@@ -629,9 +654,10 @@ def log_prob(
         method: ``"direct"`` evaluates every ``(x - mean) / std``;
             ``"matmul"`` expands the squared distances into matrix products
             (``precision=HIGHEST``); ``"auto"`` (the default) uses ``"direct"``
-            for ``d <= 16`` or ``k <= 16`` and otherwise the matrix products
-            wherever their error bound holds, chunk by chunk, falling back to
-            ``"direct"``.
+            for ``d <= 16`` and otherwise the matrix products wherever their
+            error bound holds, row by row, falling back to ``"direct"``. With
+            ``k <= 16`` components, ``"auto"`` takes the score and the
+            responsibilities from ``"direct"``.
 
     >>> import jax.numpy as jnp
     >>> means = jnp.array([[0.0], [2.0]])
@@ -641,9 +667,7 @@ def log_prob(
     """
     check_method(method)
     params, rows, batch_shape = _flatten_points(means, diag_stds, logits, x)
-    rows_per_chunk = chunk_rows(means.shape[0], means.shape[1], method)
-    values = _map_rows(lambda chunk: _log_prob_rows(method, *params, chunk), (rows,), rows_per_chunk)
-    return values.reshape(batch_shape)
+    return _log_prob_rows(method, *params, rows).reshape(batch_shape)
 
 
 def log_prob_and_score(
