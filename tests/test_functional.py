@@ -109,8 +109,12 @@ def test_values_match_reference(k, d):
     assert_score_close(grad, means, stds, logits, x, rtol=4e-6)
 
     both = log_prob_and_score(*params)
-    np.testing.assert_array_equal(both[0], value)
     np.testing.assert_array_equal(both[1], grad)
+    if d <= F.MAX_UNROLLED_DIM:
+        np.testing.assert_array_equal(both[0], value)
+    else:
+        # log_prob alone may come from the checked matrix products.
+        np.testing.assert_allclose(both[0], value, rtol=1e-5, atol=1e-4)
 
 
 @pytest.mark.parametrize(("k", "d"), [(4, 3), (4, 40)])
