@@ -208,6 +208,13 @@ def run(args: argparse.Namespace) -> dict:
                 print(f"  {config.name:10s} {operation:18s} {library:9s} "
                       f"{n_points / median / 1e6:9.3f} M/s  first call {row['first_call_s']:7.3f} s"
                       f"  compile {row['compile_s']:6.3f} s", flush=True)
+            if operation == "log_prob_and_score" and "boltzkit" in ready:
+                # Timed with log_prob in the same rounds, so a change in load affects both alike.
+                pair = {"log_prob_and_score": ready["boltzkit"],
+                        "log_prob": libraries["boltzkit"]["log_prob"]}
+                pair_medians = interleaved_medians(pair, (points, key), repeats)
+                rows["boltzkit"]["cost_vs_log_prob"] = (
+                    pair_medians["log_prob_and_score"] / pair_medians["log_prob"])
             results.extend(rows.values())
     return {"environment": environment(), "quick": args.quick, "repeats": repeats,
             "n_points_checked": n_check, "results": results}
@@ -299,6 +306,10 @@ def main(argv: list[str] | None = None) -> int:
         if row["operation"] == "log_prob" and "first_call_s" in row:
             print(f"  {row['config']:10s} {row['library']:9s} {row['first_call_s']:7.3f} "
                   f"{row['compile_s']:7.3f}")
+    print("\nlog_prob_and_score over log_prob, timed in the same rounds:")
+    for row in report["results"]:
+        if "cost_vs_log_prob" in row:
+            print(f"  {row['config']:10s} {row['cost_vs_log_prob']:.2f}")
     if args.gpu:
         print()
         print(roofline.format_report(report["roofline"]))
