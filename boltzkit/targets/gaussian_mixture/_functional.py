@@ -292,8 +292,9 @@ def _weighted_pull(r, x, means, inv_stds):
     if dim <= MAX_UNROLLED_DIM:
         columns = []
         for d in range(dim):
-            z = (x[:, d, None] - means[None, :, d]) * inv_stds[None, :, d]
-            columns.append(-_row_sums(r * (z * inv_stds[None, :, d])))
+            # (mean - x) / std, so an exact zero stays +0.0 rather than -0.0.
+            toward_mean = (means[None, :, d] - x[:, d, None]) * inv_stds[None, :, d]
+            columns.append(_row_sums(r * (toward_mean * inv_stds[None, :, d])))
         return jnp.stack(columns, axis=-1)
     if _unrolls_components(*means.shape):
         total = None
