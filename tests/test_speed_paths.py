@@ -379,3 +379,49 @@ def test_duplicated_components_tie(n_components, dim):
         value_error, score_error = _normalized_errors(log_probs, scores, means, stds, logits, x)
         assert value_error <= 1.0, (method, value_error)
         assert score_error <= 1.0, (method, score_error)
+
+
+def test_float64_auto_keeps_float64_accuracy():
+    # Float64 points near two close narrow components, where the float32
+    # tolerance of the matrix products would allow errors of about 1e-8.
+    with jax.enable_x64(True):
+        means = np.full((3, 17), 1000.0)
+        means[1] += 0.1
+        means[2] = -1000.0
+        stds = np.full((3, 17), 0.1)
+        logits = np.zeros(3)
+        x = means[0] + 0.1 * np.random.default_rng(37).normal(size=(64, 17))
+        expected = mixture_log_prob(means, stds, logits, x)
+        for method in ("auto", "direct"):
+            values = functional.log_prob(means, stds, logits, x, method=method)
+            assert values.dtype == jnp.float64
+            np.testing.assert_allclose(values, expected, rtol=1e-13, atol=0)
+
+
+@pytest.mark.parametrize("method", ["auto", "direct"])
+def test_far_point_score_stays_finite(method):
+    # The narrow component's pull overflows while its weight is exactly zero.
+    means, stds = jnp.zeros((2, 1)), jnp.array([[1.0], [1e-3]])
+    score = functional.score(means, stds, jnp.zeros(2), jnp.array([[1e33]]), method=method)
+    np.testing.assert_allclose(score, [[-1e33]], rtol=1e-6)
+
+    for n_components in (2, 20):
+        dim = 20
+        stds = jnp.ones((n_components, dim)).at[1].set(0.5)
+        x = jnp.zeros((1, dim)).at[0, 0].set(3e38)
+        score = functional.score(jnp.zeros((n_components, dim)), stds, jnp.zeros(n_components), x,
+                                 method=method)
+        assert np.all(np.isfinite(score))
+        np.testing.assert_allclose(score[0, 0], -3e38, rtol=1e-6)
+        np.testing.assert_array_equal(score[0, 1:], 0.0)
+
+
+@pytest.mark.parametrize("n_components", [7, 20])
+@pytest.mark.parametrize("method", METHODS)
+def test_empty_batch_in_high_dimensions(n_components, method):
+    params = (jnp.zeros((n_components, 17)), jnp.ones((n_components, 17)), jnp.zeros(n_components))
+    empty = jnp.zeros((0, 17))
+    assert functional.log_prob(*params, empty, method=method).shape == (0,)
+    assert functional.score(*params, empty, method=method).shape == (0, 17)
+    gradient = jax.grad(lambda y: functional.log_prob(*params, y, method=method).sum())(empty)
+    assert gradient.shape == (0, 17)

@@ -285,6 +285,15 @@ def _row_sums(values):
     return jnp.dot(values, ones, precision=_HIGHEST)
 
 
+def _weighted_terms(weights, terms):
+    """Return ``terms`` set to 0 where the broadcast ``weights`` are 0.
+
+    Far from the means, a component of weight zero can have an infinite
+    pull, and weighting it by 0 would otherwise turn the score into NaN.
+    """
+    return jnp.where(weights == 0, 0.0, terms)
+
+
 def _weighted_pull(r, x, means, inv_stds):
     """Return sum_k r_nk (mean_k - x_n) / std_k^2 of shape (n, d)."""
     dim = means.shape[-1]
@@ -294,17 +303,18 @@ def _weighted_pull(r, x, means, inv_stds):
         for d in range(dim):
             # (mean - x) / std, so an exact zero stays +0.0 rather than -0.0.
             toward_mean = (means[None, :, d] - x[:, d, None]) * inv_stds[None, :, d]
-            columns.append(_row_sums(r * (toward_mean * inv_stds[None, :, d])))
+            pulls = _weighted_terms(r, toward_mean * inv_stds[None, :, d])
+            columns.append(_row_sums(r * pulls))
         return jnp.stack(columns, axis=-1)
     if _unrolls_components(*means.shape):
         total = None
         for k in range(means.shape[0]):
-            term = r[:, k, None] * ((means[None, k] - x) * inv_vars[None, k])
+            weight = r[:, k, None]
+            term = weight * _weighted_terms(weight, (means[None, k] - x) * inv_vars[None, k])
             total = term if total is None else total + term
         return total
-    return jnp.einsum(
-        "nk,nkd->nd", r, (means[None] - x[:, None, :]) * inv_vars[None], precision=_HIGHEST
-    )
+    pulls = _weighted_terms(r[:, :, None], (means[None] - x[:, None, :]) * inv_vars[None])
+    return jnp.einsum("nk,nkd->nd", r, pulls, precision=_HIGHEST)
 
 
 def _direct_chunk(means, diag_stds, logits, x, need_pull, need_responsibilities):
@@ -347,9 +357,13 @@ def _repair_rows(result, row_ok, x, exact):
 
     Failed rows are gathered in groups of 1/16 of the chunk and recomputed
     one group at a time, so a single compiled ``exact`` serves any number of
-    failed rows. When every row passes, nothing beyond the check runs.
+    failed rows. When every row passes, nothing beyond the check runs,
+    except under ``vmap``, which turns the branches into selects that
+    evaluate every round.
     """
     n_rows = x.shape[0]
+    if n_rows == 0:
+        return result
     capacity = max(1, n_rows // 16)
     n_rounds = -(-n_rows // capacity)
 
@@ -388,6 +402,18 @@ def _direct_in_subchunks(means, diag_stds, logits, x, need_pull, need_responsibi
 # ------------------------------------------------------------- matmul method
 
 
+def _accuracy_target(dtype) -> tuple[float, float]:
+    """Return the (relative, absolute) accuracy that a fast path must keep in ``dtype``.
+
+    In float32 this is 1e-5 relative or 1e-4 absolute. Other dtypes scale it
+    by their machine epsilon, so float64 keeps about 2e-14 relative: the
+    matrix products then serve float64 only where their error is as small as
+    the direct method's.
+    """
+    scale = float(jnp.finfo(dtype).eps) / float(jnp.finfo(jnp.float32).eps)
+    return 1e-5 * scale, 1e-4 * scale
+
+
 def _summation_error_factor(n_terms: int, dtype) -> float:
     """Return gamma_n = n u / (1 - n u): a float sum of n products has relative error <= gamma_n."""
     unit_roundoff = float(jnp.finfo(dtype).eps) / 2.0
@@ -422,13 +448,18 @@ def _matmul_chunk(means, diag_stds, logits, x, need_pull, need_responsibilities)
     ``exp(2 E_n)``. The bound holds for a row when ``E_n <= 10``, the
     ``log_prob`` bound is at most a quarter of ``max(1e-4, 1e-5 |log_prob|)``
     and, where the score is requested, the score bound is at most a quarter
-    of ``max(1e-4, 1e-5 max_d |score_d|)``. Well separated components make
-    ``rho`` vanish, so the bound holds. A row shared between components whose
-    coordinates are large against their stds makes it fail.
+    of ``max(1e-4, 1e-5 max_d |score_d|)`` (in float32; other dtypes scale
+    these by their epsilon). Well separated components make ``rho`` vanish,
+    so such rows pass whenever ``E_n <= 10``. ``E_n`` grows with the squared
+    distance from the centre of the means in units of the stds, so mixtures
+    whose means lie far apart against their stds fail it and fall back to
+    the direct method, as does a row shared between components whose
+    coordinates are large against their stds.
 
-    The anchor comes from :func:`_top_components`, so among components
-    whose approximate log joints tie to within a few units in the last
-    place, any one may be the anchor. The bound holds for any anchor.
+    The anchor comes from :func:`_top_components`, so any component whose
+    approximate log joint is within ``2**b - 1`` units in the last place of
+    the maximum may be the anchor, ``b`` the bit length of ``k - 1``. The
+    bound holds for any anchor.
     """
     n_components, dim = means.shape
     dtype = x.dtype
@@ -470,7 +501,8 @@ def _matmul_chunk(means, diag_stds, logits, x, need_pull, need_responsibilities)
     bounded_error = jnp.minimum(joint_error, _MAX_JOINT_ERROR)
     share = others / (1.0 + others) * jnp.exp(2.0 * bounded_error)
     log_prob_bound = share * jnp.expm1(2.0 * bounded_error)
-    tolerance = _BOUND_SHARE * jnp.maximum(1e-4, 1e-5 * jnp.abs(log_probs))
+    relative, absolute = _accuracy_target(dtype)
+    tolerance = _BOUND_SHARE * jnp.maximum(absolute, relative * jnp.abs(log_probs))
     # NaN bounds (from overflowing products) compare False and fail.
     row_ok = (joint_error <= _MAX_JOINT_ERROR) & (log_prob_bound <= tolerance)
 
@@ -493,7 +525,7 @@ def _matmul_chunk(means, diag_stds, logits, x, need_pull, need_responsibilities)
             _summation_error_factor(n_components + 2, dtype) + 2.0 * jnp.expm1(4.0 * bounded_error)
         )
         score_tolerance = _BOUND_SHARE * jnp.maximum(
-            1e-4, 1e-5 * jnp.max(jnp.abs(pull), axis=-1)
+            absolute, relative * jnp.max(jnp.abs(pull), axis=-1)
         )
         row_ok = row_ok & (score_bound <= score_tolerance)
     r = None
@@ -646,9 +678,9 @@ def _log_prob_rows_jvp(method, primals, tangents):
 
 def _flatten_points(means, diag_stds, logits, x):
     dtype = _common_dtype(means, diag_stds, logits, x)
-    params = (means.astype(dtype), diag_stds.astype(dtype), logits.astype(dtype))
+    params = tuple(jnp.asarray(a, dtype) for a in (means, diag_stds, logits))
     batch_shape = x.shape[:-1]
-    rows = x.astype(dtype).reshape((-1, x.shape[-1]))
+    rows = jnp.asarray(x, dtype).reshape((-1, x.shape[-1]))
     return params, rows, batch_shape
 
 
