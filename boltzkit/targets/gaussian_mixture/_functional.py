@@ -44,8 +44,8 @@ MAX_UNROLLED_DIM = 16
 
 # Above MAX_UNROLLED_DIM, the direct method evaluates mixtures of up to this
 # many components one component at a time, so only (rows, d) arrays exist.
-# "auto" uses this loop for their score and responsibilities, whose
-# matrix-product bound rarely holds in high dimensions.
+# "auto" uses this loop for their score and responsibilities, because in high
+# dimensions their matrix-product bound fails for many rows.
 MAX_UNROLLED_COMPONENTS = 16
 
 # Maximum number of rows per chunk.
@@ -451,9 +451,9 @@ def _matmul_chunk(means, diag_stds, logits, x, need_pull, need_responsibilities)
     of ``max(1e-4, 1e-5 max_d |score_d|)`` (in float32; other dtypes scale
     these by their epsilon). Well separated components make ``rho`` vanish,
     so such rows pass whenever ``E_n <= 10``. ``E_n`` grows with the squared
-    distance from the centre of the means in units of the stds, so mixtures
-    whose means lie far apart against their stds fail it and fall back to
-    the direct method, as does a row shared between components whose
+    distance from the centre of the means in units of the stds. Mixtures
+    whose means lie far apart against their stds therefore fail it and fall
+    back to the direct method. So does a row shared between components whose
     coordinates are large against their stds.
 
     The anchor comes from :func:`_top_components`, so any component whose
