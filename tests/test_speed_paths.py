@@ -147,6 +147,23 @@ def test_chunked_equals_unchunked(n_components, dim, method):
     np.testing.assert_allclose(whole_log_probs, np.concatenate(part_log_probs), rtol=1e-6, atol=0)
 
 
+@pytest.mark.parametrize(("n_components", "dim"), [(40, 2), (6, 24), (10, 100), (40, 32)])
+def test_row_values_batch_independent(n_components, dim):
+    # Datasets of different lengths must store the same bits for the same
+    # index, so a row's value may not depend on the batch it is evaluated
+    # in. Batches of one or two rows are left out: XLA compiles such tiny
+    # shapes differently.
+    rng = np.random.default_rng(11)
+    means, stds, logits = _random_mixture(rng, n_components, dim, 3.0)
+    args = _f32(means, stds, logits, _points_near(rng, means, stds, 5000, 1.0))
+    for fn in (functional.log_prob, functional.score):
+        evaluate = jax.jit(lambda points, fn=fn: fn(*args[:3], points))
+        whole = np.asarray(evaluate(args[3]))
+        for start, stop in ((0, 1000), (1000, 2000), (37, 4133), (4984, 5000)):
+            part = np.asarray(evaluate(args[3][start:stop]))
+            np.testing.assert_array_equal(part, whole[start:stop], err_msg=f"{fn.__name__} {start}:{stop}")
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_grad_jvp_and_score_agree(method):
     rng = np.random.default_rng(7)
@@ -316,19 +333,21 @@ def test_map_rows_overlapping_last_chunk(n_rows):
     assert all(shape == (min(n_rows, 16), 3) for shape in shapes)
 
 
-def test_repair_fixes_only_failed_rows():
-    x = jnp.arange(64, dtype=jnp.float32)[:, None]
-    result = (jnp.zeros(64), jnp.full((64, 1), -1.0))
+@pytest.mark.parametrize("n_rows", [64, 37])
+def test_repair_fixes_only_failed_rows(n_rows):
+    # 37 rows do not split into 16 equal groups, so the last group overlaps.
+    x = jnp.arange(n_rows, dtype=jnp.float32)[:, None]
+    result = (jnp.zeros(n_rows), jnp.full((n_rows, 1), -1.0))
 
     def exact(points):
         return points[:, 0] + 0.5, points * 10.0
 
-    for failed in ([], [0], [3, 40], list(range(0, 64, 3)), list(range(64))):
-        row_ok = np.ones(64, bool)
+    for failed in ([], [0], [3, n_rows - 1], list(range(0, n_rows, 3)), list(range(n_rows))):
+        row_ok = np.ones(n_rows, bool)
         row_ok[failed] = False
         values, pulls = functional._repair_rows(result, jnp.asarray(row_ok), x, exact)
-        expected_values = np.where(row_ok, 0.0, np.arange(64) + 0.5)
-        expected_pulls = np.where(row_ok, -1.0, np.arange(64) * 10.0)[:, None]
+        expected_values = np.where(row_ok, 0.0, np.arange(n_rows) + 0.5)
+        expected_pulls = np.where(row_ok, -1.0, np.arange(n_rows) * 10.0)[:, None]
         np.testing.assert_array_equal(values, expected_values)
         np.testing.assert_array_equal(pulls, expected_pulls)
 

@@ -38,14 +38,15 @@ METHODS = ("auto", "direct", "matmul")
 
 # Up to this dimension the squared distances are accumulated one coordinate
 # at a time, so only (rows, k) arrays exist. Above it, the direct method
-# loops over the components (see MAX_UNROLLED_COMPONENTS) or uses one fused
-# broadcast over (rows, k, d), and "auto" tries matrix products.
+# uses one fused broadcast over (rows, k, d), or loops over the components
+# for the pull of small mixtures (see MAX_UNROLLED_COMPONENTS).
 MAX_UNROLLED_DIM = 16
 
-# Above MAX_UNROLLED_DIM, the direct method evaluates mixtures of up to this
-# many components one component at a time, so only (rows, d) arrays exist.
-# "auto" uses this loop for their score and responsibilities, because in high
-# dimensions their matrix-product bound fails for many rows.
+# Above MAX_UNROLLED_DIM, "auto" evaluates mixtures of up to this many
+# components with the direct method: the broadcast is then as fast as the
+# checked matrix products, and their bound fails for many rows. The pull and
+# the responsibilities of such mixtures are taken one component at a time,
+# so only (rows, d) arrays exist.
 MAX_UNROLLED_COMPONENTS = 16
 
 # Maximum number of rows per chunk.
@@ -62,8 +63,9 @@ MAX_CHUNK_PAIRS = 2**21
 MAX_CHUNK_ROW_ELEMENTS = 2**19
 
 # Upper bound on the elements of one (rows, k, d) intermediate on the
-# broadcast path, which caps its memory at 16 MiB in float32.
-MAX_CHUNK_ELEMENTS = 2**22
+# broadcast path, which caps its memory at 4 MiB in float32. On the 2-core
+# CPU, chunks of 2**19 and 2**22 elements measured up to twice as slow.
+MAX_CHUNK_ELEMENTS = 2**20
 
 # The matrix-product path is used only where its error bound on each log
 # joint stays below this value, because the bound on the mixing terms grows
@@ -111,46 +113,47 @@ def _power_of_two_rows(limit: float) -> int:
     return max(16, min(CHUNK_ROWS, rows))
 
 
-def _direct_rows(n_components: int, dim: int) -> int:
+def _unrolls_components(n_components: int, dim: int, needs_weights: bool) -> bool:
+    """Return whether the direct method loops over the components rather than broadcasting.
+
+    ``needs_weights`` is true when the pull or the responsibilities are
+    requested.
+    """
+    return needs_weights and dim > MAX_UNROLLED_DIM and n_components <= MAX_UNROLLED_COMPONENTS
+
+
+def _direct_rows(n_components: int, dim: int, needs_weights: bool = True) -> int:
     if dim <= MAX_UNROLLED_DIM:
         return _power_of_two_rows(MAX_CHUNK_PAIRS / n_components)
-    if n_components <= MAX_UNROLLED_COMPONENTS:
+    if _unrolls_components(n_components, dim, needs_weights):
         return _power_of_two_rows(MAX_CHUNK_ROW_ELEMENTS / dim)
     return _power_of_two_rows(MAX_CHUNK_ELEMENTS / (n_components * dim))
 
 
-def _unrolls_components(n_components: int, dim: int) -> bool:
-    return dim > MAX_UNROLLED_DIM and n_components <= MAX_UNROLLED_COMPONENTS
-
-
-def _uses_matmul(method: str, n_components: int, dim: int, needs_weights: bool = False) -> bool:
-    """Return whether ``method`` evaluates a mixture of this shape with matrix products.
-
-    ``needs_weights`` is true when the pull or the responsibilities are
-    requested. Their error bound grows with the squared distance in units of the stds,
-    which is large in high dimensions, so with few components "auto" keeps
-    them on the exact component loop.
-    """
+def _uses_matmul(method: str, n_components: int, dim: int) -> bool:
+    """Return whether ``method`` evaluates a mixture of this shape with matrix products."""
     if method == "matmul":
         return True
-    if method != "auto" or dim <= MAX_UNROLLED_DIM:
-        return False
-    return not (needs_weights and _unrolls_components(n_components, dim))
+    return method == "auto" and dim > MAX_UNROLLED_DIM and n_components > MAX_UNROLLED_COMPONENTS
 
 
-def chunk_rows(n_components: int, dim: int, method: str = "auto") -> int:
+def chunk_rows(
+    n_components: int, dim: int, method: str = "auto", needs_weights: bool = True
+) -> int:
     """Return the number of rows evaluated per chunk for a mixture of this shape.
 
-    Every chunk size is a power of two, so the chunks of the matrix-product
-    path split evenly into the smaller chunks of the direct path.
+    ``needs_weights`` is true when the score, a derivative or the
+    responsibilities are requested, and false for ``log_prob`` alone. Every
+    chunk size is a power of two, so the chunks of the matrix-product path
+    split evenly into the smaller chunks of the direct path.
 
     >>> chunk_rows(40, 2)
     32768
     >>> chunk_rows(128, 512), chunk_rows(128, 512, method="direct")
-    (512, 64)
+    (512, 16)
     """
     check_method(method)
-    direct = _direct_rows(n_components, dim)
+    direct = _direct_rows(n_components, dim, needs_weights)
     if not _uses_matmul(method, n_components, dim):
         return direct
     return max(direct, _power_of_two_rows(MAX_CHUNK_ROW_ELEMENTS / (n_components + dim)))
@@ -193,8 +196,12 @@ def _map_rows(fn, arrays, rows_per_chunk):
 # ------------------------------------------------------------- direct method
 
 
-def _squared_distances(x, means, inv_stds):
-    """Return sum_d ((x_nd - mean_kd) / std_kd)^2 of shape (n, k)."""
+def _squared_distances(x, means, inv_stds, by_component):
+    """Return sum_d ((x_nd - mean_kd) / std_kd)^2 of shape (n, k).
+
+    Above MAX_UNROLLED_DIM, ``by_component`` loops over the components
+    instead of broadcasting over (n, k, d).
+    """
     dim = means.shape[-1]
     if dim <= MAX_UNROLLED_DIM:
         total = None
@@ -202,14 +209,16 @@ def _squared_distances(x, means, inv_stds):
             z = (x[:, d, None] - means[None, :, d]) * inv_stds[None, :, d]
             total = z * z if total is None else total + z * z
         return total
-    if _unrolls_components(*means.shape):
+    if by_component:
         columns = []
         for k in range(means.shape[0]):
             z = (x - means[None, k]) * inv_stds[None, k]
             columns.append(jnp.sum(z * z, axis=-1))
         return jnp.stack(columns, axis=-1)
     z = (x[:, None, :] - means[None]) * inv_stds[None]
-    return jnp.sum(z * z, axis=-1)
+    # A reduction would be faster, but its rounding on the CPU depends on the
+    # number of rows, and a row's value must not depend on its batch.
+    return _row_sums((z * z).reshape(-1, dim)).reshape(z.shape[:2])
 
 
 def _far_responsibilities(x, means, inv_stds, logits):
@@ -265,11 +274,12 @@ def _log_normalizers(means, diag_stds, logits):
     return jax.nn.log_softmax(logits) - jnp.sum(jnp.log(diag_stds), axis=-1) - 0.5 * dim * LOG_2PI
 
 
-def _component_log_joints(means, diag_stds, logits, x):
+def _component_log_joints(means, diag_stds, logits, x, by_component=False):
     """Return log w_k + log N(x; mean_k, std_k) of shape (n, k), and 1 / std."""
     inv_stds = 1.0 / diag_stds
     log_norm = _log_normalizers(means, diag_stds, logits)
-    return log_norm[None, :] - 0.5 * _squared_distances(x, means, inv_stds), inv_stds
+    distances = _squared_distances(x, means, inv_stds, by_component)
+    return log_norm[None, :] - 0.5 * distances, inv_stds
 
 
 def _row_sums(values):
@@ -306,7 +316,7 @@ def _weighted_pull(r, x, means, inv_stds):
             pulls = _weighted_terms(r, toward_mean * inv_stds[None, :, d])
             columns.append(_row_sums(r * pulls))
         return jnp.stack(columns, axis=-1)
-    if _unrolls_components(*means.shape):
+    if _unrolls_components(*means.shape, True):
         total = None
         for k in range(means.shape[0]):
             weight = r[:, k, None]
@@ -322,10 +332,15 @@ def _direct_chunk(means, diag_stds, logits, x, need_pull, need_responsibilities)
 
     The pull is the score, sum_k r_nk (mean_k - x_n) / std_k^2.
     """
-    a, inv_stds = _component_log_joints(means, diag_stds, logits, x)
+    needs_weights = need_pull or need_responsibilities
+    by_component = _unrolls_components(*means.shape, needs_weights)
+    a, inv_stds = _component_log_joints(means, diag_stds, logits, x, by_component)
     row_max = jnp.max(a, axis=-1)
     shift = jnp.where(jnp.isfinite(row_max), row_max, 0.0)
     unnormalized = jnp.exp(a - shift[:, None])
+    # A reduction here would be faster for log_prob alone, but on the CPU its
+    # rounding depends on the number of rows, so a row's value would depend
+    # on the batch it is evaluated in.
     total = _row_sums(unnormalized)
     log_probs = shift + jnp.log(total)
     if not (need_pull or need_responsibilities):
@@ -355,41 +370,51 @@ def _direct_chunk(means, diag_stds, logits, x, need_pull, need_responsibilities)
 def _repair_rows(result, row_ok, x, exact):
     """Replace the rows of ``result`` not marked ``row_ok`` by ``exact`` of those rows.
 
-    Failed rows are gathered in groups of 1/16 of the chunk and recomputed
-    one group at a time, so a single compiled ``exact`` serves any number of
-    failed rows. When every row passes, nothing beyond the check runs,
-    except under ``vmap``, which turns the branches into selects that
-    evaluate every round.
+    One stable sort moves the failed rows to the front, and they are
+    recomputed in groups of 1/16 of the chunk, so a single compiled
+    ``exact`` serves any number of failed rows. A sort compiles and runs
+    faster on the CPU than ``jnp.nonzero``. When every row passes, nothing
+    beyond the check runs, except under ``vmap``, which turns the branch
+    into a select that evaluates it.
     """
     n_rows = x.shape[0]
     if n_rows == 0:
         return result
     capacity = max(1, n_rows // 16)
-    n_rounds = -(-n_rows // capacity)
-
-    def fix(state):
-        fixed_result, todo = state
-        # Unused slots contain the out-of-range index n_rows. Their rows are
-        # read as zeros and their results are dropped.
-        failed = jnp.nonzero(todo, size=capacity, fill_value=n_rows)[0]
-        fixed = exact(x.at[failed].get(mode="fill", fill_value=0))
-        fixed_result = jax.tree.map(
-            lambda full, part: full.at[failed].set(part, mode="drop"), fixed_result, fixed
-        )
-        return fixed_result, todo.at[failed].set(False, mode="drop")
-
-    def one_round(_, state):
-        return jax.lax.cond(jnp.any(state[1]), fix, lambda unchanged: unchanged, state)
+    slots = jnp.arange(capacity, dtype=jnp.int32)
 
     def repair():
-        return jax.lax.fori_loop(0, n_rounds, one_round, (result, ~row_ok))[0]
+        order = jnp.argsort(row_ok, stable=True).astype(jnp.int32)
+        n_failed = jnp.sum(~row_ok, dtype=jnp.int32)
+
+        def fix(done, fixed_result):
+            # The last group ends at the last row. Positions already fixed or
+            # past the failed rows get the out-of-range index n_rows. Their
+            # rows are read as zeros and their results are dropped.
+            start = jnp.minimum(done, n_rows - capacity)
+            positions = start + slots
+            failed = jax.lax.dynamic_slice_in_dim(order, start, capacity)
+            failed = jnp.where((positions >= done) & (positions < n_failed), failed, n_rows)
+            fixed = exact(x.at[failed].get(mode="fill", fill_value=0))
+            return jax.tree.map(
+                lambda full, part: full.at[failed].set(part, mode="drop"), fixed_result, fixed
+            )
+
+        def one_round(i, fixed_result):
+            # Static bounds keep the loop differentiable in reverse mode.
+            done = i * capacity
+            return jax.lax.cond(
+                done < n_failed, fix, lambda _, unchanged: unchanged, done, fixed_result
+            )
+
+        return jax.lax.fori_loop(0, -(-n_rows // capacity), one_round, result)
 
     return jax.lax.cond(jnp.all(row_ok), lambda: result, repair)
 
 
 def _direct_in_subchunks(means, diag_stds, logits, x, need_pull, need_responsibilities):
     """Run the direct method on ``x`` in chunks small enough for its (rows, k, d) arrays."""
-    rows = _direct_rows(means.shape[0], means.shape[1])
+    rows = _direct_rows(*means.shape, need_pull or need_responsibilities)
     return _map_rows(
         lambda chunk: _direct_chunk(
             means, diag_stds, logits, chunk, need_pull, need_responsibilities
@@ -537,9 +562,9 @@ def _matmul_chunk(means, diag_stds, logits, x, need_pull, need_responsibilities)
 def _evaluate_chunk(method, means, diag_stds, logits, x, need_pull, need_responsibilities):
     """Return (log_probs, pull or None, responsibilities or None) of one chunk by ``method``.
 
-    For ``d > 16``, ``"auto"`` takes the matrix products (for the score and
-    responsibilities only with more than 16 components) and recomputes with
-    ``"direct"`` every row whose error bound does not hold.
+    For ``d > 16`` and more than 16 components, ``"auto"`` takes the matrix
+    products and recomputes with ``"direct"`` every row whose error bound
+    does not hold.
     """
 
     def exact(points):
@@ -547,7 +572,7 @@ def _evaluate_chunk(method, means, diag_stds, logits, x, need_pull, need_respons
             means, diag_stds, logits, points, need_pull, need_responsibilities
         )
 
-    if not _uses_matmul(method, *means.shape, need_pull or need_responsibilities):
+    if not _uses_matmul(method, *means.shape):
         return exact(x)
     result, row_ok = _matmul_chunk(means, diag_stds, logits, x, need_pull, need_responsibilities)
     if method == "matmul":
@@ -620,7 +645,7 @@ def _log_prob_rows(method, means, diag_stds, logits, x):
     def chunk(points):
         return _evaluate_chunk(method, means, diag_stds, logits, points, False, False)[0]
 
-    return _map_rows(chunk, (x,), chunk_rows(*means.shape, method))
+    return _map_rows(chunk, (x,), chunk_rows(*means.shape, method, needs_weights=False))
 
 
 def _is_zero(tangent) -> bool:
@@ -663,7 +688,7 @@ def _log_prob_rows_jvp(method, primals, tangents):
         return log_probs, pull, parameter_tangent
 
     log_probs, pull, parameter_tangent = _map_rows(
-        chunk, (x,), chunk_rows(*means.shape, method)
+        chunk, (x,), chunk_rows(*means.shape, method, need_pull or need_responsibilities)
     )
     tangent = jnp.zeros_like(log_probs)
     if need_pull:
@@ -700,10 +725,9 @@ def log_prob(
         method: ``"direct"`` evaluates every ``(x - mean) / std``;
             ``"matmul"`` expands the squared distances into matrix products
             (``precision=HIGHEST``); ``"auto"`` (the default) uses ``"direct"``
-            for ``d <= 16`` and otherwise the matrix products wherever their
-            error bound holds, row by row, falling back to ``"direct"``. With
-            ``k <= 16`` components, ``"auto"`` takes the score and the
-            responsibilities from ``"direct"``.
+            for ``d <= 16`` or ``k <= 16`` and otherwise the matrix products
+            wherever their error bound holds, row by row, falling back to
+            ``"direct"``.
 
     >>> import jax.numpy as jnp
     >>> means = jnp.array([[0.0], [2.0]])
@@ -725,10 +749,11 @@ def log_prob_and_score(
     :func:`log_prob` uses. The score equals :func:`score`. For ``d <= 16``
     the log-density equals :func:`log_prob` up to one unit in the last
     place, because XLA fuses the combined computation differently. Above
-    that, ``"auto"`` may take :func:`log_prob` alone from the matrix
-    products and the combined call from the direct method, so the two agree
-    to the accuracy bound (a quarter of 1e-5 relative or 1e-4 absolute), not
-    bit for bit. ``method`` is as in :func:`log_prob`.
+    that, :func:`log_prob` alone may be evaluated another way (by the
+    matrix products, or by a broadcast where the score loops over few
+    components), so the two agree to the accuracy bound (a quarter of 1e-5
+    relative or 1e-4 absolute), not bit for bit. ``method`` is as in
+    :func:`log_prob`.
 
     >>> import jax.numpy as jnp
     >>> value, grad = log_prob_and_score(jnp.zeros((1, 2)), jnp.ones((1, 2)), jnp.zeros(1),
