@@ -38,15 +38,14 @@ METHODS = ("auto", "direct", "matmul")
 
 # Up to this dimension the squared distances are accumulated one coordinate
 # at a time, so only (rows, k) arrays exist. Above it, the direct method
-# uses one fused broadcast over (rows, k, d), or loops over the components
-# for the pull of small mixtures (see MAX_UNROLLED_COMPONENTS).
+# loops over the components (see MAX_UNROLLED_COMPONENTS) or uses one fused
+# broadcast over (rows, k, d), and "auto" tries matrix products.
 MAX_UNROLLED_DIM = 16
 
-# Above MAX_UNROLLED_DIM, "auto" evaluates mixtures of up to this many
-# components with the direct method: the broadcast is then as fast as the
-# checked matrix products, and their bound fails for many rows. The pull and
-# the responsibilities of such mixtures are taken one component at a time,
-# so only (rows, d) arrays exist.
+# Above MAX_UNROLLED_DIM, the direct method evaluates mixtures of up to this
+# many components one component at a time, so only (rows, d) arrays exist.
+# "auto" uses this loop for their score and responsibilities, because in high
+# dimensions their matrix-product bound fails for many rows.
 MAX_UNROLLED_COMPONENTS = 16
 
 # Maximum number of rows per chunk.
@@ -63,9 +62,8 @@ MAX_CHUNK_PAIRS = 2**21
 MAX_CHUNK_ROW_ELEMENTS = 2**19
 
 # Upper bound on the elements of one (rows, k, d) intermediate on the
-# broadcast path, which caps its memory at 4 MiB in float32. On the 2-core
-# CPU, chunks of 2**19 and 2**22 elements measured up to twice as slow.
-MAX_CHUNK_ELEMENTS = 2**20
+# broadcast path, which caps its memory at 16 MiB in float32.
+MAX_CHUNK_ELEMENTS = 2**22
 
 # The matrix-product path is used only where its error bound on each log
 # joint stays below this value, because the bound on the mixing terms grows
@@ -113,47 +111,46 @@ def _power_of_two_rows(limit: float) -> int:
     return max(16, min(CHUNK_ROWS, rows))
 
 
-def _unrolls_components(n_components: int, dim: int, needs_weights: bool) -> bool:
-    """Return whether the direct method loops over the components rather than broadcasting.
-
-    ``needs_weights`` is true when the pull or the responsibilities are
-    requested.
-    """
-    return needs_weights and dim > MAX_UNROLLED_DIM and n_components <= MAX_UNROLLED_COMPONENTS
-
-
-def _direct_rows(n_components: int, dim: int, needs_weights: bool = True) -> int:
+def _direct_rows(n_components: int, dim: int) -> int:
     if dim <= MAX_UNROLLED_DIM:
         return _power_of_two_rows(MAX_CHUNK_PAIRS / n_components)
-    if _unrolls_components(n_components, dim, needs_weights):
+    if n_components <= MAX_UNROLLED_COMPONENTS:
         return _power_of_two_rows(MAX_CHUNK_ROW_ELEMENTS / dim)
     return _power_of_two_rows(MAX_CHUNK_ELEMENTS / (n_components * dim))
 
 
-def _uses_matmul(method: str, n_components: int, dim: int) -> bool:
-    """Return whether ``method`` evaluates a mixture of this shape with matrix products."""
+def _unrolls_components(n_components: int, dim: int) -> bool:
+    return dim > MAX_UNROLLED_DIM and n_components <= MAX_UNROLLED_COMPONENTS
+
+
+def _uses_matmul(method: str, n_components: int, dim: int, needs_weights: bool = False) -> bool:
+    """Return whether ``method`` evaluates a mixture of this shape with matrix products.
+
+    ``needs_weights`` is true when the pull or the responsibilities are
+    requested. Their error bound grows with the squared distance in units of the stds,
+    which is large in high dimensions, so with few components "auto" keeps
+    them on the exact component loop.
+    """
     if method == "matmul":
         return True
-    return method == "auto" and dim > MAX_UNROLLED_DIM and n_components > MAX_UNROLLED_COMPONENTS
+    if method != "auto" or dim <= MAX_UNROLLED_DIM:
+        return False
+    return not (needs_weights and _unrolls_components(n_components, dim))
 
 
-def chunk_rows(
-    n_components: int, dim: int, method: str = "auto", needs_weights: bool = True
-) -> int:
+def chunk_rows(n_components: int, dim: int, method: str = "auto") -> int:
     """Return the number of rows evaluated per chunk for a mixture of this shape.
 
-    ``needs_weights`` is true when the score, a derivative or the
-    responsibilities are requested, and false for ``log_prob`` alone. Every
-    chunk size is a power of two, so the chunks of the matrix-product path
-    split evenly into the smaller chunks of the direct path.
+    Every chunk size is a power of two, so the chunks of the matrix-product
+    path split evenly into the smaller chunks of the direct path.
 
     >>> chunk_rows(40, 2)
     32768
     >>> chunk_rows(128, 512), chunk_rows(128, 512, method="direct")
-    (512, 16)
+    (512, 64)
     """
     check_method(method)
-    direct = _direct_rows(n_components, dim, needs_weights)
+    direct = _direct_rows(n_components, dim)
     if not _uses_matmul(method, n_components, dim):
         return direct
     return max(direct, _power_of_two_rows(MAX_CHUNK_ROW_ELEMENTS / (n_components + dim)))
@@ -196,12 +193,8 @@ def _map_rows(fn, arrays, rows_per_chunk):
 # ------------------------------------------------------------- direct method
 
 
-def _squared_distances(x, means, inv_stds, by_component):
-    """Return sum_d ((x_nd - mean_kd) / std_kd)^2 of shape (n, k).
-
-    Above MAX_UNROLLED_DIM, ``by_component`` loops over the components
-    instead of broadcasting over (n, k, d).
-    """
+def _squared_distances(x, means, inv_stds):
+    """Return sum_d ((x_nd - mean_kd) / std_kd)^2 of shape (n, k)."""
     dim = means.shape[-1]
     if dim <= MAX_UNROLLED_DIM:
         total = None
@@ -209,16 +202,14 @@ def _squared_distances(x, means, inv_stds, by_component):
             z = (x[:, d, None] - means[None, :, d]) * inv_stds[None, :, d]
             total = z * z if total is None else total + z * z
         return total
-    if by_component:
+    if _unrolls_components(*means.shape):
         columns = []
         for k in range(means.shape[0]):
             z = (x - means[None, k]) * inv_stds[None, k]
             columns.append(jnp.sum(z * z, axis=-1))
         return jnp.stack(columns, axis=-1)
     z = (x[:, None, :] - means[None]) * inv_stds[None]
-    # A reduction would be faster, but its rounding on the CPU depends on the
-    # number of rows, and a row's value must not depend on its batch.
-    return _row_sums((z * z).reshape(-1, dim)).reshape(z.shape[:2])
+    return jnp.sum(z * z, axis=-1)
 
 
 def _far_responsibilities(x, means, inv_stds, logits):
@@ -274,12 +265,11 @@ def _log_normalizers(means, diag_stds, logits):
     return jax.nn.log_softmax(logits) - jnp.sum(jnp.log(diag_stds), axis=-1) - 0.5 * dim * LOG_2PI
 
 
-def _component_log_joints(means, diag_stds, logits, x, by_component=False):
+def _component_log_joints(means, diag_stds, logits, x):
     """Return log w_k + log N(x; mean_k, std_k) of shape (n, k), and 1 / std."""
     inv_stds = 1.0 / diag_stds
     log_norm = _log_normalizers(means, diag_stds, logits)
-    distances = _squared_distances(x, means, inv_stds, by_component)
-    return log_norm[None, :] - 0.5 * distances, inv_stds
+    return log_norm[None, :] - 0.5 * _squared_distances(x, means, inv_stds), inv_stds
 
 
 def _row_sums(values):
@@ -316,7 +306,7 @@ def _weighted_pull(r, x, means, inv_stds):
             pulls = _weighted_terms(r, toward_mean * inv_stds[None, :, d])
             columns.append(_row_sums(r * pulls))
         return jnp.stack(columns, axis=-1)
-    if _unrolls_components(*means.shape, True):
+    if _unrolls_components(*means.shape):
         total = None
         for k in range(means.shape[0]):
             weight = r[:, k, None]
@@ -332,15 +322,10 @@ def _direct_chunk(means, diag_stds, logits, x, need_pull, need_responsibilities)
 
     The pull is the score, sum_k r_nk (mean_k - x_n) / std_k^2.
     """
-    needs_weights = need_pull or need_responsibilities
-    by_component = _unrolls_components(*means.shape, needs_weights)
-    a, inv_stds = _component_log_joints(means, diag_stds, logits, x, by_component)
+    a, inv_stds = _component_log_joints(means, diag_stds, logits, x)
     row_max = jnp.max(a, axis=-1)
     shift = jnp.where(jnp.isfinite(row_max), row_max, 0.0)
     unnormalized = jnp.exp(a - shift[:, None])
-    # A reduction here would be faster for log_prob alone, but on the CPU its
-    # rounding depends on the number of rows, so a row's value would depend
-    # on the batch it is evaluated in.
     total = _row_sums(unnormalized)
     log_probs = shift + jnp.log(total)
     if not (need_pull or need_responsibilities):
@@ -414,7 +399,7 @@ def _repair_rows(result, row_ok, x, exact):
 
 def _direct_in_subchunks(means, diag_stds, logits, x, need_pull, need_responsibilities):
     """Run the direct method on ``x`` in chunks small enough for its (rows, k, d) arrays."""
-    rows = _direct_rows(*means.shape, need_pull or need_responsibilities)
+    rows = _direct_rows(means.shape[0], means.shape[1])
     return _map_rows(
         lambda chunk: _direct_chunk(
             means, diag_stds, logits, chunk, need_pull, need_responsibilities
@@ -562,9 +547,9 @@ def _matmul_chunk(means, diag_stds, logits, x, need_pull, need_responsibilities)
 def _evaluate_chunk(method, means, diag_stds, logits, x, need_pull, need_responsibilities):
     """Return (log_probs, pull or None, responsibilities or None) of one chunk by ``method``.
 
-    For ``d > 16`` and more than 16 components, ``"auto"`` takes the matrix
-    products and recomputes with ``"direct"`` every row whose error bound
-    does not hold.
+    For ``d > 16``, ``"auto"`` takes the matrix products (for the score and
+    responsibilities only with more than 16 components) and recomputes with
+    ``"direct"`` every row whose error bound does not hold.
     """
 
     def exact(points):
@@ -572,7 +557,7 @@ def _evaluate_chunk(method, means, diag_stds, logits, x, need_pull, need_respons
             means, diag_stds, logits, points, need_pull, need_responsibilities
         )
 
-    if not _uses_matmul(method, *means.shape):
+    if not _uses_matmul(method, *means.shape, need_pull or need_responsibilities):
         return exact(x)
     result, row_ok = _matmul_chunk(means, diag_stds, logits, x, need_pull, need_responsibilities)
     if method == "matmul":
@@ -645,7 +630,7 @@ def _log_prob_rows(method, means, diag_stds, logits, x):
     def chunk(points):
         return _evaluate_chunk(method, means, diag_stds, logits, points, False, False)[0]
 
-    return _map_rows(chunk, (x,), chunk_rows(*means.shape, method, needs_weights=False))
+    return _map_rows(chunk, (x,), chunk_rows(*means.shape, method))
 
 
 def _is_zero(tangent) -> bool:
@@ -688,7 +673,7 @@ def _log_prob_rows_jvp(method, primals, tangents):
         return log_probs, pull, parameter_tangent
 
     log_probs, pull, parameter_tangent = _map_rows(
-        chunk, (x,), chunk_rows(*means.shape, method, need_pull or need_responsibilities)
+        chunk, (x,), chunk_rows(*means.shape, method)
     )
     tangent = jnp.zeros_like(log_probs)
     if need_pull:
@@ -725,9 +710,10 @@ def log_prob(
         method: ``"direct"`` evaluates every ``(x - mean) / std``;
             ``"matmul"`` expands the squared distances into matrix products
             (``precision=HIGHEST``); ``"auto"`` (the default) uses ``"direct"``
-            for ``d <= 16`` or ``k <= 16`` and otherwise the matrix products
-            wherever their error bound holds, row by row, falling back to
-            ``"direct"``.
+            for ``d <= 16`` and otherwise the matrix products wherever their
+            error bound holds, row by row, falling back to ``"direct"``. With
+            ``k <= 16`` components, ``"auto"`` takes the score and the
+            responsibilities from ``"direct"``.
 
     >>> import jax.numpy as jnp
     >>> means = jnp.array([[0.0], [2.0]])
@@ -749,11 +735,10 @@ def log_prob_and_score(
     :func:`log_prob` uses. The score equals :func:`score`. For ``d <= 16``
     the log-density equals :func:`log_prob` up to one unit in the last
     place, because XLA fuses the combined computation differently. Above
-    that, :func:`log_prob` alone may be evaluated another way (by the
-    matrix products, or by a broadcast where the score loops over few
-    components), so the two agree to the accuracy bound (a quarter of 1e-5
-    relative or 1e-4 absolute), not bit for bit. ``method`` is as in
-    :func:`log_prob`.
+    that, ``"auto"`` may take :func:`log_prob` alone from the matrix
+    products and the combined call from the direct method, so the two agree
+    to the accuracy bound (a quarter of 1e-5 relative or 1e-4 absolute), not
+    bit for bit. ``method`` is as in :func:`log_prob`.
 
     >>> import jax.numpy as jnp
     >>> value, grad = log_prob_and_score(jnp.zeros((1, 2)), jnp.ones((1, 2)), jnp.zeros(1),
