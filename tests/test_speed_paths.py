@@ -159,7 +159,7 @@ def test_row_values_batch_independent(n_components, dim):
     for fn in (functional.log_prob, functional.score):
         evaluate = jax.jit(lambda points, fn=fn: fn(*args[:3], points))
         whole = np.asarray(evaluate(args[3]))
-        for start, stop in ((0, 1000), (1000, 2000), (37, 4133), (4984, 5000)):
+        for start, stop in ((37, 4133), (4984, 5000)):
             part = np.asarray(evaluate(args[3][start:stop]))
             np.testing.assert_array_equal(part, whole[start:stop], err_msg=f"{fn.__name__} {start}:{stop}")
 
