@@ -355,44 +355,34 @@ def _direct_chunk(means, diag_stds, logits, x, need_pull, need_responsibilities)
 def _repair_rows(result, row_ok, x, exact):
     """Replace the rows of ``result`` not marked ``row_ok`` by ``exact`` of those rows.
 
-    One stable sort moves the failed rows to the front, and they are
-    recomputed in groups of 1/16 of the chunk, so a single compiled
-    ``exact`` serves any number of failed rows. A sort compiles and runs
-    faster on the CPU than ``jnp.nonzero``. When every row passes, nothing
-    beyond the check runs, except under ``vmap``, which turns the branch
-    into a select that evaluates it.
+    Failed rows are gathered in groups of 1/16 of the chunk and recomputed
+    one group at a time, so a single compiled ``exact`` serves any number of
+    failed rows. When every row passes, nothing beyond the check runs,
+    except under ``vmap``, which turns the branches into selects that
+    evaluate every round.
     """
     n_rows = x.shape[0]
     if n_rows == 0:
         return result
     capacity = max(1, n_rows // 16)
-    slots = jnp.arange(capacity, dtype=jnp.int32)
+    n_rounds = -(-n_rows // capacity)
+
+    def fix(state):
+        fixed_result, todo = state
+        # Unused slots contain the out-of-range index n_rows. Their rows are
+        # read as zeros and their results are dropped.
+        failed = jnp.nonzero(todo, size=capacity, fill_value=n_rows)[0]
+        fixed = exact(x.at[failed].get(mode="fill", fill_value=0))
+        fixed_result = jax.tree.map(
+            lambda full, part: full.at[failed].set(part, mode="drop"), fixed_result, fixed
+        )
+        return fixed_result, todo.at[failed].set(False, mode="drop")
+
+    def one_round(_, state):
+        return jax.lax.cond(jnp.any(state[1]), fix, lambda unchanged: unchanged, state)
 
     def repair():
-        order = jnp.argsort(row_ok, stable=True).astype(jnp.int32)
-        n_failed = jnp.sum(~row_ok, dtype=jnp.int32)
-
-        def fix(done, fixed_result):
-            # The last group ends at the last row. Positions already fixed or
-            # past the failed rows get the out-of-range index n_rows. Their
-            # rows are read as zeros and their results are dropped.
-            start = jnp.minimum(done, n_rows - capacity)
-            positions = start + slots
-            failed = jax.lax.dynamic_slice_in_dim(order, start, capacity)
-            failed = jnp.where((positions >= done) & (positions < n_failed), failed, n_rows)
-            fixed = exact(x.at[failed].get(mode="fill", fill_value=0))
-            return jax.tree.map(
-                lambda full, part: full.at[failed].set(part, mode="drop"), fixed_result, fixed
-            )
-
-        def one_round(i, fixed_result):
-            # Static bounds keep the loop differentiable in reverse mode.
-            done = i * capacity
-            return jax.lax.cond(
-                done < n_failed, fix, lambda _, unchanged: unchanged, done, fixed_result
-            )
-
-        return jax.lax.fori_loop(0, -(-n_rows // capacity), one_round, result)
+        return jax.lax.fori_loop(0, n_rounds, one_round, (result, ~row_ok))[0]
 
     return jax.lax.cond(jnp.all(row_ok), lambda: result, repair)
 
