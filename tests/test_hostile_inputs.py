@@ -598,3 +598,30 @@ def test_signal_leaves_no_temporary_files(signal_number, status, message, tmp_pa
     assert process.returncode == status, err
     assert err.strip() == message
     assert listing(tmp_path) == []
+
+
+def test_signal_in_gc_callback_deferred():
+    # Python prints and drops an exception raised in a garbage-collector
+    # callback, so the handler records the signal and raises it later.
+    import gc
+
+    from boltzkit.cli import _signals
+
+    raised_in_callback = []
+
+    def callback(phase, info):
+        if phase == "start" and not raised_in_callback:
+            try:
+                _signals._handle(signal.SIGTERM, sys._getframe())
+                raised_in_callback.append(False)
+            except _signals.Terminated:
+                raised_in_callback.append(True)
+
+    gc.callbacks.append(callback)
+    try:
+        with pytest.raises(_signals.Terminated):
+            with _signals.signals_as_exceptions():
+                gc.collect()
+                assert raised_in_callback == [False]
+    finally:
+        gc.callbacks.remove(callback)

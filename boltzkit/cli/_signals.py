@@ -1,15 +1,17 @@
 """SIGINT and SIGTERM during a command: exceptions that clean up temporary files.
 
 Python turns a signal into an exception in whichever Python code runs next.
-When that is a garbage-collector callback, Python prints the exception and
-drops it, so the command would go on. The handler therefore also records
-the signal, and :func:`raise_pending` raises it again at the next safe point
-(after each written block).
+When that is a garbage-collector callback or a ``__del__``, Python prints
+the exception and drops it, so the command would go on with a traceback on
+stderr. The handler therefore records the signal, raises only outside such
+code, and :func:`raise_pending` raises it at the next safe point (after each
+written block).
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import signal
 import threading
 from collections.abc import Iterator
@@ -25,10 +27,24 @@ def _exception_for(signum: int) -> BaseException:
     return Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
+def _in_dropped_context(frame) -> bool:
+    """Return whether ``frame`` runs inside a garbage-collector callback or a ``__del__``.
+
+    Python prints and drops an exception raised there, so the handler only
+    records the signal and :func:`raise_pending` raises it later.
+    """
+    callback_codes = {getattr(callback, "__code__", None) for callback in gc.callbacks}
+    while frame is not None:
+        if frame.f_code in callback_codes or frame.f_code.co_name == "__del__":
+            return True
+        frame = frame.f_back
+    return False
+
+
 def _handle(signum, frame) -> None:
-    del frame
     _pending.append(signum)
-    raise _exception_for(signum)
+    if not _in_dropped_context(frame):
+        raise _exception_for(signum)
 
 
 def raise_pending() -> None:
