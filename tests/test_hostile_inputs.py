@@ -8,6 +8,7 @@ or temporary file behind.
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import json
 import os
@@ -27,7 +28,7 @@ import numpy as np
 import pytest
 
 from boltzkit import Dataset, datasets
-from boltzkit.cli import main
+from boltzkit.cli import _signals, main
 from boltzkit.targets import DiagonalGaussianMixture, load_target, save_target
 from boltzkit.targets.gaussian_mixture import functional
 from tests._reference import mixture_log_prob
@@ -603,10 +604,6 @@ def test_signal_leaves_no_temporary_files(signal_number, status, message, tmp_pa
 def test_signal_in_gc_callback_deferred():
     # Python prints and drops an exception raised in a garbage-collector
     # callback, so the handler records the signal and raises it later.
-    import gc
-
-    from boltzkit.cli import _signals
-
     raised_in_callback = []
 
     def callback(phase, info):
