@@ -167,10 +167,10 @@ def evaluate_errors(operation: str, output, rows: np.ndarray, expected: Callable
     at most 1 meets the accuracy goal (1e-5 relative or 1e-4 absolute).
     """
     if operation == "log_prob":
-        values = np.asarray(output, np.float64)[rows]
+        values = np.asarray(output)[rows].astype(np.float64)
         return reference.normalized_log_prob_error(values, expected("log_prob"))
     if operation == "score":
-        values = np.asarray(output, np.float64)[rows]
+        values = np.asarray(output)[rows].astype(np.float64)
         return reference.normalized_score_error(values, expected("score"))
     if operation == "log_prob_and_score":
         value_error = evaluate_errors("log_prob", output[0], rows, expected)
