@@ -116,6 +116,30 @@ def test_two_sum_is_error_free():
     np.testing.assert_array_equal(s + e, a.astype(np.float64) + b.astype(np.float64))
 
 
+@pytest.mark.parametrize("n_columns", [1, 2, 16, 17, 40])
+def test_row_max_matches_numpy(n_columns):
+    rng = np.random.default_rng(n_columns)
+    values = rng.normal(size=(64, n_columns)).astype(np.float32)
+    values[3, -1] = np.inf
+    values[5, 0] = -np.inf
+    values[7, n_columns // 2] = np.nan
+    result = np.asarray(jax.jit(functional._row_max)(jnp.asarray(values)))
+    np.testing.assert_array_equal(result, np.max(values, axis=-1))
+
+
+def test_largest_components_match_sorting():
+    rng = np.random.default_rng(2)
+    # Distinct values far apart, so the tagged low mantissa bits cannot reorder them.
+    a = np.stack([rng.permutation(10) for _ in range(128)]).astype(np.float32) * 3.0 - 20.0
+    a[0, :7] = -np.inf
+    found = np.asarray(jax.jit(functional._largest_components, static_argnums=1)(jnp.asarray(a), 4))
+    expected = np.argsort(-a[1:], axis=-1, kind="stable")[:, :4]
+    np.testing.assert_array_equal(found[1:], expected)
+    # A row with three finite entries gets those three first.
+    np.testing.assert_array_equal(np.sort(found[0, :3]), [7, 8, 9])
+    assert a[0, found[0, 0]] == np.max(a[0])
+
+
 @pytest.mark.parametrize("dim", [2, 7, 16, 100, 512])
 def test_compensated_distances_float32(dim):
     # Plain float32 is off by about 1e-7 relative. The pair is good to about 1e-11.

@@ -240,6 +240,36 @@ def _far_responsibilities(x, means, inv_stds, logits):
     return jax.nn.one_hot(nearest, means.shape[0], dtype=x.dtype)
 
 
+def _row_max(values):
+    """Return the maximum over the last axis of ``values`` (n, m).
+
+    Up to ``MAX_UNROLLED_DIM`` columns this is an elementwise maximum of the
+    columns. On a 2-core CPU, XLA's row reduction over 2 columns of 32768
+    rows measured 0.38 ms, and the elementwise form 0.05 ms.
+    """
+    n_columns = values.shape[-1]
+    if 0 < n_columns <= MAX_UNROLLED_DIM:
+        return functools.reduce(jnp.maximum, [values[:, i] for i in range(n_columns)])
+    return jnp.max(values, axis=-1)
+
+
+def _largest_components(a, count):
+    """Return the columns of the ``count`` largest entries of each row of ``a`` (n, k), largest first.
+
+    Each column comes from :func:`_top_components` after the columns found
+    before it are set to -inf, which on the CPU is faster than
+    ``jax.lax.top_k``, a sort. Near ties may come in either order, and rows
+    with fewer than ``count`` finite entries may repeat a column.
+    """
+    columns = jnp.arange(a.shape[-1], dtype=jnp.int32)[None, :]
+    found = []
+    for _ in range(count):
+        index = _top_components(a)[1]
+        found.append(index)
+        a = jnp.where(columns == index[:, None], -jnp.inf, a)
+    return jnp.stack(found, axis=-1)
+
+
 def _top_components(a):
     """Return ``(top, index)``: the largest entry of each row of ``a`` (n, k) and its column.
 
@@ -332,7 +362,7 @@ def _direct_chunk(means, diag_stds, logits, x, need_pull, need_responsibilities)
     components but the largest, given with the pull or the responsibilities.
     """
     a, inv_stds = _component_log_joints(means, diag_stds, logits, x)
-    row_max = jnp.max(a, axis=-1)
+    row_max = _row_max(a)
     shift = jnp.where(jnp.isfinite(row_max), row_max, 0.0)
     unnormalized = jnp.exp(a - shift[:, None])
     total = _row_sums(unnormalized)
@@ -383,12 +413,12 @@ def _imprecise_weights(means, diag_stds, logits, x, log_probs, share, pull):
     unit_roundoff = float(jnp.finfo(dtype).eps) / 2.0
     headroom = jnp.max(_log_normalizers(means, diag_stds, logits)) - log_probs
     inv_stds = 1.0 / diag_stds
-    reach = (jnp.max(jnp.abs(x), axis=-1) + jnp.max(jnp.abs(means))) * jnp.max(inv_stds * inv_stds)
+    reach = (_row_max(jnp.abs(x)) + jnp.max(jnp.abs(means))) * jnp.max(inv_stds * inv_stds)
     relative, absolute = _accuracy_target(dtype)
     if pull is None:
         tolerance = absolute
     else:
-        tolerance = jnp.maximum(absolute, relative * jnp.max(jnp.abs(pull), axis=-1))
+        tolerance = jnp.maximum(absolute, relative * _row_max(jnp.abs(pull)))
     estimate = 2.0 * share * unit_roundoff * headroom * jnp.maximum(reach, 1.0)
     # NaN estimates, from rows where every density underflows, compare False.
     return estimate > _BOUND_SHARE * tolerance
@@ -564,7 +594,7 @@ def _refined_weights(means, diag_stds, logits, x, a):
         top_parts = tuple(part[None] for part in std_parts)
         anchor_slot = anchor[:, None]
     else:
-        top = jax.lax.top_k(a, _REFINED_COMPONENTS)[1]
+        top = _largest_components(a, _REFINED_COMPONENTS)
         top_means = means[top]
         top_parts = tuple(part[top] for part in std_parts)
         anchor_slot = jnp.zeros_like(anchor)[:, None]
