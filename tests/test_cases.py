@@ -15,6 +15,7 @@ import pytest
 
 from boltzkit.targets import DiagonalGaussianMixture
 from boltzkit.targets.gaussian_mixture import functional
+from tests._jax_compat import enable_x64
 from tests._reference import (
     as_float32,
     assert_close,
@@ -472,7 +473,7 @@ def test_batch_shapes():
 
 def test_promotion_float64_parameters_float32_points():
     case = PROMOTION
-    with jax.enable_x64(True):
+    with enable_x64():
         target = build(case, np.float64)
         assert target.dtype == np.float64
         x = np.asarray(case["x"], np.float32)

@@ -12,6 +12,7 @@ import pytest
 
 from boltzkit import Dataset, _io, datasets
 from boltzkit.targets import DiagonalGaussianMixture
+from tests._jax_compat import enable_x64
 
 
 @pytest.fixture(scope="module")
@@ -309,7 +310,7 @@ def test_save_load_round_trip_bit_identical(gmm40, tmp_path):
 
 
 def test_save_float64_round_trip_under_x64(tmp_path):
-    with jax.enable_x64(True):
+    with enable_x64():
         dataset = Dataset(samples=np.random.default_rng(0).normal(size=(5, 3)))
         assert dataset.samples.dtype == jnp.float64
         dataset.save(tmp_path / "f64.npz")

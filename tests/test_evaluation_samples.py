@@ -11,6 +11,7 @@ import pytest
 from scipy.spatial.distance import cdist, pdist
 
 from boltzkit import evaluation
+from tests._jax_compat import enable_x64
 from tests._reference import assert_close
 
 
@@ -229,7 +230,7 @@ def test_w2_in_float64_matches_pot_to_rounding():
     y = rng.normal(size=(120, 2)) * 5.0 + 1.0
     weights = np.full(120, 1.0 / 120)
     expected = math.sqrt(ot.emd2(weights, weights, ot.dist(x, y, metric="sqeuclidean")))
-    with jax.enable_x64(True):
+    with enable_x64():
         exact = evaluation.wasserstein2(jnp.asarray(x), jnp.asarray(y))
         sinkhorn = evaluation.wasserstein2(jnp.asarray(x), jnp.asarray(y), method="sinkhorn")
     assert exact.dtype == jnp.float64

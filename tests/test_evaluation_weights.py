@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from boltzkit import evaluation
+from tests._jax_compat import enable_x64
 from tests._reference import assert_close
 
 LOG_Z = 2.3
@@ -121,7 +122,7 @@ def test_metrics_jit_and_differentiate():
 
 
 def test_metrics_in_float64():
-    with jax.enable_x64(True):
+    with enable_x64():
         target_log_probs = jnp.array([0.5, -1.0, 0.2], jnp.float64)
         model_log_probs = jnp.array([0.1, -0.3, 0.0], jnp.float64)
         value = evaluation.elbo(target_log_probs, model_log_probs)

@@ -21,6 +21,7 @@ import pytest
 from scipy.special import logsumexp, softmax
 
 from boltzkit.targets.gaussian_mixture import functional
+from tests._jax_compat import enable_x64
 from tests._reference import mixture_score
 
 
@@ -166,7 +167,7 @@ def test_compensated_distances_float32(dim):
 def test_compensated_sum_float64_exact(n_terms):
     # Both the pairwise tree (at most 16 terms) and the grid extraction.
     rng = np.random.default_rng(n_terms)
-    with jax.enable_x64(True):
+    with enable_x64():
         high = rng.normal(size=(4, n_terms)) * 10.0 ** rng.integers(-3, 4, size=(4, n_terms))
         low = high * 1e-17 * rng.normal(size=high.shape)
         s, e = jax.jit(functional._compensated_sum)(jnp.asarray(high), jnp.asarray(low))
@@ -259,7 +260,7 @@ def test_float64_score_far_shared_points():
                           for k, w in enumerate(weights)))
                 for d in range(2)
             ])
-    with jax.enable_x64(True):
+    with enable_x64():
         for method in ("auto", "direct"):
             scores = functional.score(means, np.ones((2, 2)), np.zeros(2), x, method=method)
             assert scores.dtype == jnp.float64

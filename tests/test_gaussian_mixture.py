@@ -10,6 +10,7 @@ import scipy.stats
 
 import boltzkit
 from boltzkit.targets import DiagonalGaussianMixture, gaussian_mixture
+from tests._jax_compat import enable_x64
 from tests._reference import (
     as_float32,
     assert_close,
@@ -289,7 +290,7 @@ def test_float64_input_is_float32_without_x64():
 
 
 def test_float64_parameters_under_x64():
-    with jax.enable_x64(True):
+    with enable_x64():
         rng = np.random.default_rng(0)
         means, stds, logits = random_mixture(rng, 3, 2)
         target = DiagonalGaussianMixture(means, stds, logits)
@@ -308,7 +309,7 @@ def test_float64_parameters_under_x64():
 
 
 def test_float32_parameters_stay_float32_under_x64():
-    with jax.enable_x64(True):
+    with enable_x64():
         means = np.zeros((2, 2), np.float32)
         stds = np.ones((2, 2), np.float32)
         target = DiagonalGaussianMixture(means, stds, np.zeros(2, np.float32))
@@ -317,7 +318,7 @@ def test_float32_parameters_stay_float32_under_x64():
 
 
 def test_mixed_dtypes_promote_under_x64():
-    with jax.enable_x64(True):
+    with enable_x64():
         means = np.array([[0.25, -1.5], [3.0, 2.0]], np.float32)
         stds = np.array([[1.0, 0.5], [2.0, 1.0]], np.float64)
         logits = jnp.array([0.0, 1.0], jnp.float32)

@@ -18,6 +18,7 @@ from scipy import integrate
 from scipy.special import logsumexp, softmax
 
 from boltzkit.targets import DiagonalGaussianMixture
+from tests._jax_compat import enable_x64
 from tests._reference import assert_close, mixture_log_prob
 
 # The ground-truth check of fab-torch's GMM experiment:
@@ -135,7 +136,7 @@ def test_covariance_matches_reference():
 def test_covariance_of_far_modes_keeps_precision():
     # Means near 1e6 and stds near 1: E[x x^T] - m m^T would lose every digit.
     means = np.array([[1e6 - 1.0], [1e6 + 1.0]])
-    with jax.enable_x64(True):
+    with enable_x64():
         target = DiagonalGaussianMixture.create_isotropic(means, std=0.5)
         value = target.covariance()
     assert_close(value, np.array([[1.25]]), rtol=1e-14, atol=0.0)
@@ -191,7 +192,7 @@ def test_fab_torch_quadratic_published_values():
 
 
 def test_fab_torch_quadratic_float64_under_x64():
-    with jax.enable_x64(True):
+    with enable_x64():
         target = DiagonalGaussianMixture.create_gmm40(variant="fab-torch")
         value = target.quadratic_expectation(FAB_A, FAB_B, FAB_S)
     assert abs(value - 1777.886) < 5e-4
@@ -349,7 +350,7 @@ def test_responsibilities_match_reference():
 def test_responsibilities_float64():
     means, stds, logits = random_mixture(seed=14)
     x = np.random.default_rng(15).normal(size=(11, 3)) * 3.0
-    with jax.enable_x64(True):
+    with enable_x64():
         target = DiagonalGaussianMixture(means, stds, logits)
         r = np.asarray(target.responsibilities(x))
     assert r.dtype == np.float64
@@ -470,7 +471,7 @@ def test_rescale_vector_factor_float64():
     means, stds, logits = random_mixture(seed=23)
     c = np.array([2.0, 0.5, 10.0])
     x = np.random.default_rng(24).normal(size=(20, 3)) * 3.0
-    with jax.enable_x64(True):
+    with enable_x64():
         target = DiagonalGaussianMixture(means, stds, logits)
         rescaled = target.rescale(c)
         shift = np.asarray(rescaled.log_prob(x / c)) - np.asarray(target.log_prob(x))

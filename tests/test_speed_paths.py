@@ -9,6 +9,7 @@ import pytest
 
 from boltzkit.targets import DiagonalGaussianMixture
 from boltzkit.targets.gaussian_mixture import functional
+from tests._jax_compat import enable_x64
 from tests._reference import mixture_log_prob, mixture_score
 
 METHODS = ("auto", "direct", "matmul")
@@ -309,7 +310,7 @@ def test_top_components_find_maximum_column():
 
 
 def test_top_components_in_float64():
-    with jax.enable_x64(True):
+    with enable_x64():
         values = np.random.default_rng(23).normal(size=(32, 5))
         top, index = functional._top_components(jnp.asarray(values))
         assert top.dtype == jnp.float64
@@ -403,7 +404,7 @@ def test_duplicated_components_tie(n_components, dim):
 def test_float64_auto_keeps_float64_accuracy():
     # Float64 points near two close narrow components, where the float32
     # tolerance of the matrix products would allow errors of about 1e-8.
-    with jax.enable_x64(True):
+    with enable_x64():
         means = np.full((3, 17), 1000.0)
         means[1] += 0.1
         means[2] = -1000.0

@@ -13,6 +13,7 @@ import pytest
 from boltzkit.targets import DiagonalGaussianMixture
 from boltzkit.targets._builtin import BUILTIN_TARGETS, builtin_target
 from boltzkit.targets.gaussian_mixture import GMM40_VARIANTS, _variants
+from tests._jax_compat import enable_x64
 
 # torch.manual_seed(0); (torch.rand((40, 2)) - 0.5) * 80 in float32, as hex
 # strings of the float32 values, as regenerated with torch 2.13.0 on CPU.
@@ -118,7 +119,7 @@ def test_default_variant_is_the_default():
 
 def test_default_means_float64_under_x64():
     expected = np.random.default_rng(3).uniform(-10.0, 10.0, size=(5, 4))
-    with jax.enable_x64(True):
+    with enable_x64():
         target = DiagonalGaussianMixture.create_gmm40(
             dim=4, n_components=5, loc_scaling=10.0, scale=0.5, seed=3
         )
@@ -166,7 +167,7 @@ def test_fab_torch_std_is_float32_softplus_one():
 
 
 def test_fab_torch_float64_under_x64():
-    with jax.enable_x64(True):
+    with enable_x64():
         target = DiagonalGaussianMixture.create_gmm40(variant="fab-torch")
         means = np.asarray(target.means)
         stds = np.asarray(target.diag_stds)
@@ -279,7 +280,7 @@ def test_fab_jax_ignores_global_stream_setting(global_setting):
 @needs_flag
 def test_fab_jax_ignores_x64():
     expected = jax_uniform_reference(3, 40, 0, 40.0, partitionable=False)
-    with jax.enable_x64(True):
+    with enable_x64():
         target = DiagonalGaussianMixture.create_gmm40(dim=3, variant="fab-jax")
         means = np.asarray(target.means)
     np.testing.assert_array_equal(means, expected.astype(np.float64))
