@@ -232,6 +232,8 @@ def test_npz_that_is_not_a_zip(tmp_path, capsys):
         (["sample", "gmm40", "-n", "10", "--seed", "-1", "-o", "s.npy"], "non-negative"),
         (["sample", "gmm40", "-n", "10", "--seed", str(2**32), "-o", "s.npy"], "2**32"),
         (["sample", "gmm40", "-o", "s.npy"], "required"),
+        (["sample", "gmm40", "-n", str(2**32), "-o", "s.npy"],
+         "-n/--n-samples must be at most 4294967295"),
         ([], "required"),
     ],
 )

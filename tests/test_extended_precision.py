@@ -22,7 +22,7 @@ from scipy.special import logsumexp, softmax
 
 from boltzkit.targets.gaussian_mixture import functional
 from tests._jax_compat import enable_x64
-from tests._reference import mixture_score
+from tests._reference import mixture_log_prob, mixture_score
 
 
 def _f32(*arrays):
@@ -237,6 +237,24 @@ def test_mean_gradient_shared_points():
     error = np.max(np.abs(grads - expected), axis=(1, 2))
     scale = np.maximum(1e-4, 1e-5 * np.max(np.abs(expected), axis=(1, 2)))
     assert np.max(error / scale) <= 1.0
+
+
+@pytest.mark.parametrize("method", ["auto", "direct", "matmul"])
+def test_joints_near_1e9_stay_finite(method):
+    # Log joints near -1e9, where a unit in the last place is 64: the anchor
+    # may lie thousands below the largest log joint, and exp of the
+    # difference would overflow.
+    rng = np.random.default_rng(40)
+    means, stds = rng.uniform(-40.0, 40.0, size=(40, 2)), np.ones((40, 2))
+    logits, x = np.zeros(40), np.array([[-14672.3896484375, 40661.75], [-10953.228515625, 31351.515625]])
+    args = _f32(means, stds, logits, x)
+    values, scores = functional.log_prob_and_score(*args, method=method)
+    assert np.isfinite(np.asarray(values)).all()
+    assert np.isfinite(np.asarray(scores)).all()
+    reference = _as_f64(means, stds, logits, x)
+    expected_values = mixture_log_prob(*reference)
+    np.testing.assert_allclose(np.asarray(values, np.float64), expected_values, rtol=1e-5)
+    assert _normalized_score_error(scores, mixture_score(*reference)) <= 1.0
 
 
 def test_float64_score_far_shared_points():

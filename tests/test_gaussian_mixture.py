@@ -166,6 +166,10 @@ BAD_CONSTRUCTIONS = [
     (dict(means=[[0.0, 1.0]], diag_stds=[[1.0, np.nan]]), ValueError, "diag_stds"),
     (dict(means=[[0.0, 1.0]], diag_stds=[[1.0, np.inf]]), ValueError, "diag_stds"),
     (dict(means=[[0.0, 1.0]], diag_stds=[[1.0, -np.inf]]), ValueError, "diag_stds"),
+    # Subnormal float32 stds, which XLA flushes to zero.
+    (dict(means=[[0.0, 1.0]], diag_stds=[[1.0, 1e-39]]), ValueError, "smallest normal"),
+    (dict(means=[[0.0, 1.0]], diag_stds=np.array([[1.0, 1e-45]], np.float32)), ValueError,
+     "smallest normal"),
     (dict(means=[[0.0], [1.0]], diag_stds=[[1.0], [1.0]], logits=[0.0]), ValueError, "logits"),
     (dict(means=[[0.0], [1.0]], diag_stds=[[1.0], [1.0]], logits=[[0.0, 0.0]]), ValueError,
      "logits"),
@@ -573,6 +577,22 @@ def test_sample_rejects_bad_n_samples(n_samples, error):
     target, _ = small_target()
     with pytest.raises(error, match="n_samples"):
         target.sample(n_samples)
+
+
+def test_sample_limit_message_states_limit():
+    target, _ = small_target()
+    with pytest.raises(ValueError, match=r"at most 2\*\*32 - 1 = 4294967295, got 4294967296"):
+        target.sample(2**32)
+
+
+def test_smallest_normal_std_stays_finite():
+    # The smallest normal float32 std is accepted, and log_prob at the mean is finite.
+    std = np.finfo(np.float32).smallest_normal
+    target = DiagonalGaussianMixture([[0.0]], [[std]])
+    expected = -np.log(np.float64(std)) - 0.5 * np.log(2.0 * np.pi)
+    value = float(target.log_prob(np.zeros(1, np.float32)))
+    assert np.isfinite(value)
+    assert abs(value - expected) <= 1e-5 * abs(expected)
 
 
 def test_sample_accepts_numpy_integer_n_samples():

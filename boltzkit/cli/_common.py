@@ -8,13 +8,15 @@ import time
 
 from boltzkit.cli import _signals
 from boltzkit.targets import load_target
+from boltzkit.targets._builtin import BUILTIN_TARGETS
 
 
 def add_target_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "target",
         metavar="TARGET",
-        help="a built-in target name (gmm40) or a parameter file (.npz or .json)",
+        help="a built-in target name (" + ", ".join(sorted(BUILTIN_TARGETS))
+        + ") or a parameter file (.npz or .json)",
     )
 
 

@@ -40,7 +40,8 @@ def register(subparsers) -> None:
         "evaluate",
         help="score samples from any sampler against a target",
         description="Compare SAMPLES (an .npy array of shape (N, D), or an .npz file with an "
-        "array 'samples') with exact samples of the target's test split and print the metrics. "
+        "array 'samples' or exactly one array) with exact samples of the target's test split "
+        "and print the metrics. "
         "All metrics use min(N, --n-reference) samples: a random subset of SAMPLES (chosen with "
         "--seed) when N is larger, or the first N test samples when N is smaller.",
     )

@@ -30,7 +30,9 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> None:
     target = _common.load(args.target)
     if args.n_samples > datasets.MAX_STREAM_LENGTH:
-        raise ValueError(f"N must be at most {datasets.MAX_STREAM_LENGTH}, got {args.n_samples}")
+        raise ValueError(
+            f"-n/--n-samples must be at most {datasets.MAX_STREAM_LENGTH}, got {args.n_samples}"
+        )
     progress = _common.Progress(args.n_samples, "sampling", enabled=not args.quiet)
     datasets.write_stream(
         target,

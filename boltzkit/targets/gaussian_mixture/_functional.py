@@ -70,6 +70,10 @@ MAX_CHUNK_ELEMENTS = 2**22
 # like expm1 of it.
 _MAX_JOINT_ERROR = 10.0
 
+# Cap on the difference of a matrix-product log joint to the anchor's. Its
+# exp, times any realistic number of components, stays finite in float32.
+_MAX_RELATIVE_JOINT = 64.0
+
 # Share of the accuracy target (1e-5 relative or 1e-4 absolute) that the
 # rounding error of the matrix products may use.
 _BOUND_SHARE = 0.25
@@ -429,6 +433,11 @@ def _refine_imprecise_rows(means, diag_stds, logits, x, result):
 
     ``result`` is ``(log_probs, pull, responsibilities, share)``, and the
     flagged rows get their weights from :func:`_refined_weights`.
+
+    NOTE: the weights are then rounded to the working precision, which moves
+    the pull by about ``eps |g_1 - g_2| / 2`` at a point shared by components
+    with pulls ``g_1`` and ``g_2``. In float32 this exceeds 1e-4 once the
+    pulls differ by about 1e4.
     """
     log_probs, pull, r, share = result
     need_pull, need_responsibilities = pull is not None, r is not None
@@ -617,10 +626,16 @@ def _refined_weights(means, diag_stds, logits, x, a):
     )
     delta = (norm_diff - 0.5 * distance_diff) + low
     # Components of weight zero (logit -inf) give NaN differences and keep weight 0.
-    refined = jnp.where(jnp.isnan(delta), 0.0, jnp.exp(delta))
+    delta = jnp.where(jnp.isnan(delta), -jnp.inf, delta)
+    # The anchor may lie up to 2**b - 1 units in the last place of ``a`` below
+    # the largest log joint, which at log joints of 1e9 is thousands. Shifting
+    # by the largest difference keeps every exp at most 1.
+    shift = _row_max(delta)
+    refined = jnp.exp(delta - shift[:, None])
     if top is None:
         return refined
-    weights = jnp.exp(a - jnp.take_along_axis(a, anchor[:, None], axis=-1))
+    plain = a - jnp.take_along_axis(a, anchor[:, None], axis=-1) - shift[:, None]
+    weights = jnp.exp(jnp.minimum(plain, 0.0))
     rows = jnp.arange(a.shape[0])[:, None]
     return weights.at[rows, top].set(refined)
 
@@ -785,6 +800,10 @@ def _matmul_chunk(means, diag_stds, logits, x, need_pull, need_responsibilities)
     z = (x - anchor_means) * anchor_inv_stds
     anchor_joint = log_norm[anchor] - 0.5 * _row_sums(z * z)
     relative = approx - jnp.take_along_axis(approx, anchor[:, None], axis=-1)
+    # The anchor's log joint may lie 2**b - 1 units in the last place below the
+    # largest one, thousands at log joints of 1e9, where exp would overflow.
+    # Such rows fail the error bound, and the cap keeps the unchecked "matmul" finite.
+    relative = jnp.minimum(relative, _MAX_RELATIVE_JOINT)
     unnormalized = jnp.where(is_anchor, 0.0, jnp.exp(relative))
     others = _row_sums(unnormalized)
     log_probs = anchor_joint + jnp.log1p(others)

@@ -45,6 +45,16 @@ def _check_concrete_parameters(means, diag_stds, logits) -> None:
                 f"diag_stds must be finite and > 0, got {stds[index]} at index {index}; "
                 "pass standard deviations, not variances or log-scales"
             )
+        # XLA on the CPU flushes subnormal floats to zero, so such a std
+        # would act as 0 and turn log_prob into NaN.
+        smallest = np.finfo(stds.dtype).smallest_normal if stds.dtype.kind == "f" else 0.0
+        subnormal = stds < smallest
+        if subnormal.any():
+            index = tuple(int(i) for i in np.argwhere(subnormal)[0])
+            raise ValueError(
+                f"diag_stds must be at least {smallest} (the smallest normal {stds.dtype} "
+                f"number), got {stds[index]} at index {index}; rescale the problem or use float64"
+            )
     if not is_traced(logits):
         values = np.asarray(logits)
         if np.isnan(values).any():
@@ -497,7 +507,7 @@ class DiagonalGaussianMixture:
         n_samples = check_int("n_samples", n_samples, minimum=0)
         if n_samples > datasets.MAX_STREAM_LENGTH:
             raise ValueError(
-                f"n_samples must be at most 2**32 = {datasets.MAX_STREAM_LENGTH}, got {n_samples}"
+                f"n_samples must be at most 2**32 - 1 = {datasets.MAX_STREAM_LENGTH}, got {n_samples}"
             )
         key = _keys.as_key(seed)
         return datasets.generate(self, key, 0, n_samples, include_samples=True).samples
