@@ -37,9 +37,10 @@ def _hard_parameters(dtype, seed=0):
     means = _random_bits(rng, (6, 5), dtype)
     means[~np.isfinite(means)] = 1.0
     means[0, :] = [info.max, -info.max, info.smallest_subnormal, -0.0, 0.1]
+    # Stds must be normal numbers: XLA on the CPU flushes subnormal ones to zero.
     stds = np.abs(_random_bits(rng, (6, 5), dtype))
-    stds[~np.isfinite(stds) | (stds == 0)] = 2.0
-    stds[1, :] = [info.tiny, info.smallest_subnormal, info.max, 1.0 / 3.0, info.eps]
+    stds[~np.isfinite(stds) | (stds < info.tiny)] = 2.0
+    stds[1, :] = [info.tiny, np.nextafter(info.tiny, dtype.type(1)), info.max, 1.0 / 3.0, info.eps]
     logits = np.array([-np.inf, 0.1, -np.inf, 1e-30, -50.0, 1.0 / 3.0], dtype)
     return means, stds, logits
 
