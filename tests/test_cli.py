@@ -268,3 +268,17 @@ def test_script_version():
     result = run_script("--version", cwd=".")
     assert result.returncode == 0
     assert result.stdout.startswith("boltzkit ")
+
+
+def test_closed_stdout_pipe_exits_quietly(tmp_path):
+    # The reader closes the pipe before the command writes, as `| head -0` would.
+    reader, writer = os.pipe()
+    os.close(reader)
+    with os.fdopen(writer, "wb") as stdout:
+        result = subprocess.run(
+            [str(SCRIPT), "sample", "gmm40", "-n", "5", "-o", "s.npy"], cwd=tmp_path,
+            stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=300, check=False,
+        )
+    assert result.returncode == 141
+    assert result.stderr == ""
+    assert not (tmp_path / "s.npy").exists() or np.load(tmp_path / "s.npy").shape == (5, 2)

@@ -17,6 +17,8 @@ COMMANDS = (_info, _sample, _dataset, _plot, _evaluate, _demo)
 EXIT_USAGE = 2
 # 128 + SIGTERM, the status a shell reports for a process ended by SIGTERM.
 EXIT_TERMINATED = 128 + signal.SIGTERM
+# 128 + SIGPIPE (13), the status of a process whose reader closed the pipe.
+EXIT_BROKEN_PIPE = 128 + 13
 
 
 class _Parser(argparse.ArgumentParser):
@@ -35,8 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
             "draw exact samples, write reproducible datasets, plot densities and score samplers."
         ),
         epilog=(
-            "TARGET is a built-in name (gmm40) or a parameter file (.npz or .json) holding "
-            "means, diag_stds and logits."
+            "TARGET is a built-in name (gmm40 or a GMM40 variant, listed in each command's help) "
+            "or a parameter file (.npz or .json) holding means, diag_stds and logits."
         ),
     )
     parser.add_argument("--version", action="version", version=f"boltzkit {__version__}")
@@ -44,6 +46,16 @@ def build_parser() -> argparse.ArgumentParser:
     for command in COMMANDS:
         command.register(subparsers)
     return parser
+
+
+def _silence_stdout() -> None:
+    """Point stdout at the null device, so that the interpreter's flush at exit stays quiet."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def _describe_os_error(error: OSError, output: str | None = None) -> str:
@@ -107,6 +119,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             message = f"{os.fsdecode(path)} already exists; pass --force to replace it"
         else:
             message = str(error)
+    except BrokenPipeError:
+        # Outputs go to temporary files that are then renamed, so the closed
+        # pipe is stdout, as in ``boltzkit info gmm40 | head -1``.
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except OSError as error:
         message = _describe_os_error(error, getattr(args, "output", None))
     except (ValueError, TypeError) as error:
