@@ -271,7 +271,7 @@ def test_script_version():
 
 
 def test_closed_stdout_pipe_exits_quietly(tmp_path):
-    # The reader closes the pipe before the command writes, as `| head -0` would.
+    # The read end is closed before the command runs, as if the reader had already exited.
     reader, writer = os.pipe()
     os.close(reader)
     with os.fdopen(writer, "wb") as stdout:

@@ -112,7 +112,7 @@ def test_values_match_reference(k, d):
     both = log_prob_and_score(*params)
     np.testing.assert_array_equal(both[1], grad)
     if d <= F.MAX_UNROLLED_DIM:
-        # XLA may fuse the combined computation differently, by one unit in the last place.
+        # XLA fuses the combined computation differently, so the values may differ by 1 ulp.
         np.testing.assert_array_max_ulp(both[0], value, maxulp=1)
     else:
         # log_prob alone may come from the checked matrix products.

@@ -586,7 +586,7 @@ def test_sample_limit_message_states_limit():
 
 
 def test_smallest_normal_std_stays_finite():
-    # The smallest normal float32 std is accepted, and log_prob at the mean is finite.
+    # The smallest normal float32 std is accepted, and log_prob at the mean matches float64.
     std = np.finfo(np.float32).smallest_normal
     target = DiagonalGaussianMixture([[0.0]], [[std]])
     expected = -np.log(np.float64(std)) - 0.5 * np.log(2.0 * np.pi)

@@ -70,8 +70,8 @@ MAX_CHUNK_ELEMENTS = 2**22
 # like expm1 of it.
 _MAX_JOINT_ERROR = 10.0
 
-# Cap on the difference of a matrix-product log joint to the anchor's. Its
-# exp, times any realistic number of components, stays finite in float32.
+# Cap on the difference of a matrix-product log joint to the anchor's. Its exp
+# is 6.2e27, so sums over up to 5e10 components stay finite in float32.
 _MAX_RELATIVE_JOINT = 64.0
 
 # Share of the accuracy target (1e-5 relative or 1e-4 absolute) that the
@@ -591,7 +591,7 @@ def _refined_weights(means, diag_stds, logits, x, a):
     ``_REFINED_COMPONENTS`` largest.
     Those differences are then accurate to a few units in the last place of
     the difference itself, however large ``a`` is. Other components keep
-    ``exp(a_k - a_k*)`` from ``a``.
+    ``exp(a_k - a_k*)`` from ``a``, shifted the same way and capped at 1.
     """
     n_components, dim = means.shape
     refines_all = n_components <= _REFINED_COMPONENTS or dim <= MAX_UNROLLED_DIM
