@@ -334,6 +334,19 @@ def test_map_rows_overlapping_last_chunk(n_rows):
     assert all(shape == (min(n_rows, 16), 3) for shape in shapes)
 
 
+@pytest.mark.parametrize("n_rows", [1, 127, 128, 129, 1000, 40000])
+def test_first_true_matches_nonzero(n_rows):
+    # Blocks of 128 entries, with a partial last block when 128 does not divide n_rows.
+    rng = np.random.default_rng(n_rows)
+    for share in (0.0, 0.03, 0.5, 1.0):
+        flags = rng.uniform(size=n_rows) < share
+        for size in sorted({1, max(1, n_rows // 3), n_rows}):
+            expected = np.full(size, n_rows)
+            found = np.flatnonzero(flags)[:size]
+            expected[: len(found)] = found
+            np.testing.assert_array_equal(functional._first_true(jnp.asarray(flags), size), expected)
+
+
 @pytest.mark.parametrize("n_rows", [64, 37])
 def test_repair_fixes_only_failed_rows(n_rows):
     # 37 rows do not split into 16 equal groups, so the last group overlaps.

@@ -324,7 +324,9 @@ def _row_sums(values):
     ``values`` once and then runs one matrix-vector product. A reduction
     instead turns the products that feed it into a separate kernel with
     broadcast operands, and measured about twice as slow for the score.
-    ``precision=HIGHEST`` keeps GPUs from rounding to TF32.
+    ``precision=HIGHEST`` keeps GPUs from rounding to TF32. A reduction
+    also gave different bits for batches of 16 rows than for longer ones,
+    and datasets of different lengths must store the same values.
     """
     ones = jnp.ones((values.shape[-1],), values.dtype)
     return jnp.dot(values, ones, precision=_HIGHEST)
@@ -652,17 +654,19 @@ def _first_true(flags, size):
     The indices equal those of
     ``jnp.nonzero(flags, size=size, fill_value=len(flags))``. Each true
     entry's slot comes from running counts, taken within blocks of 128
-    entries and then across blocks. For 32768 entries on a 2-core CPU it
-    measured twice as fast as ``jnp.nonzero``.
+    entries by a product with a triangular matrix of ones (exact in float32
+    up to 2**24) and then across blocks. On a 2-core CPU, for 1e5 entries,
+    it measured 1.7x faster than ``jnp.nonzero`` and compiled in 0.12 s
+    instead of 0.18 s.
     """
     n = flags.shape[0]
     block = min(n, 128)
-    counts = flags.astype(jnp.int32)
-    blocks = jnp.pad(counts, (0, -n % block)).reshape(-1, block)
-    totals = jnp.sum(blocks, axis=1, dtype=jnp.int32)
+    blocks = jnp.pad(flags.astype(jnp.float32), (0, -n % block)).reshape(-1, block)
+    earlier = jnp.triu(jnp.ones((block, block), jnp.float32), k=1)
+    within = jnp.dot(blocks, earlier, precision=_HIGHEST).astype(jnp.int32)
+    totals = within[:, -1] + blocks[:, -1].astype(jnp.int32)
     offsets = jnp.cumsum(totals, dtype=jnp.int32) - totals
-    slots = jnp.cumsum(blocks, axis=1, dtype=jnp.int32) - blocks + offsets[:, None]
-    slots = jnp.where(flags, slots.reshape(-1)[:n], size)
+    slots = jnp.where(flags, (within + offsets[:, None]).reshape(-1)[:n], size)
     # Rows that are not flagged all target the out-of-range slot ``size``, so
     # the indices are not unique and the scatter drops those writes.
     return jnp.full((size,), n, jnp.int32).at[slots].set(jnp.arange(n, dtype=jnp.int32), mode="drop")
