@@ -296,13 +296,13 @@ def test_near_rows_not_refined():
     picks = rng.integers(0, 10, size=256)
     x = _as_f64(means[picks] + stds[picks] * rng.normal(size=(256, 100)))[0]
     args = _f32(means, stds, logits, x)
-    log_probs, pull, _, share = functional._direct_chunk(*args, True, False)
+    log_probs, pull, _, share, _ = functional._direct_chunk(*args, True, False)
     flagged = functional._imprecise_weights(*args, log_probs, share, pull)
     assert not np.any(np.asarray(flagged))
 
     means, stds, logits, shared = _shared_box_points(10, 100, 32, seed=7)
     args = _f32(means, stds, logits, shared)
-    log_probs, pull, _, share = functional._direct_chunk(*args, True, False)
+    log_probs, pull, _, share, _ = functional._direct_chunk(*args, True, False)
     assert np.any(np.asarray(functional._imprecise_weights(*args, log_probs, share, pull)))
 
 

@@ -8,6 +8,7 @@ or temporary file behind.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import io
 import json
@@ -180,6 +181,22 @@ def test_jit_invalid_stds_give_no_plausible_density(method):
     # A negative std is not read as its absolute value, which would give this density.
     values = np.asarray(jax.jit(lambda t, p: t.log_prob(p))(next(_invalid_targets())[1], x))
     assert not np.allclose(values, abs_density, equal_nan=False)
+
+
+@pytest.mark.parametrize("method", ["auto", "direct"])
+def test_invalid_stds_nan_score_many_components(method):
+    # With more than 16 components in more than 16 dimensions, the score
+    # comes from a checked matrix product and the exact pull where its bound
+    # fails. Invalid stds must still give NaN through both.
+    rng = np.random.default_rng(3)
+    means = jnp.asarray(rng.normal(size=(17, 17)), jnp.float32)
+    x = means[:3] + 0.1
+    evaluate = jax.jit(functools.partial(functional.log_prob_and_score, method=method))
+    for std in (-0.5, 0.0, np.nan, -np.inf):
+        stds = jnp.full((17, 17), 0.5).at[1, 4].set(std)
+        log_probs, scores = evaluate(means, stds, jnp.zeros(17), x)
+        assert np.isnan(np.asarray(log_probs)).all(), (std, log_probs)
+        assert np.isnan(np.asarray(scores)).all(), (std, scores)
 
 
 def test_functional_invalid_parameters_nan_under_jit():

@@ -376,6 +376,28 @@ def _mixed_far_mixture(n_components, dim):
     return means, stds, np.zeros(n_components)
 
 
+def test_expanded_pull_falls_back_far_from_centre():
+    # Two close narrow components 2000 from the centre of the means share
+    # the points. The pull of the other components, expanded around that
+    # centre, then loses far more than the target, so its bound must flag
+    # every row and the refined rows must meet the target.
+    dim = 20
+    means, stds, logits = _mixed_far_mixture(18, dim)
+    x = 1000.005 + 0.003 * np.random.default_rng(43).normal(size=(64, dim))
+    means, stds, logits, x = (np.asarray(a, np.float32).astype(np.float64) for a in (means, stds, logits, x))
+    args = _f32(means, stds, logits, x)
+
+    log_probs, pull, _, share, pull_error = functional._direct_chunk(*args, True, False)
+    assert _normalized_errors(log_probs, pull, means, stds, logits, x)[1] > 1.0
+    flagged = functional._imprecise_weights(*args, log_probs, share, pull, pull_error)
+    assert np.all(np.asarray(flagged))
+
+    log_probs, scores = functional.log_prob_and_score(*args, method="direct")
+    value_error, score_error = _normalized_errors(log_probs, scores, means, stds, logits, x)
+    assert value_error <= 1.0
+    assert score_error <= 1.0
+
+
 def test_derivatives_through_repaired_rows():
     # With more than 16 components, "auto" takes matrix products for the
     # score too and repairs the mixed rows. jax.jacrev then differentiates

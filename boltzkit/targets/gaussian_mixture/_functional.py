@@ -364,13 +364,62 @@ def _weighted_pull(r, x, means, inv_stds):
     return jnp.einsum("nk,nkd->nd", r, pulls, precision=_HIGHEST)
 
 
+def _expanded_pull(weights, a, x, means, inv_stds):
+    r"""Return the unnormalized pull from one matrix product, and a bound on its error.
+
+    The pull is sum_k w_k (mean_k - x) / std_k^2, with ``weights`` (n, k)
+    the unnormalized weights of the log joints ``a``.
+    The component ``j`` that :func:`_top_components` finds in ``a``
+    contributes its own term ``w_j (mean_j - x) / std_j^2``. The others enter
+    through :math:`\sum_k w_k m'_k v_k - x' \sum_k w_k v_k`, with
+    ``v = 1 / std^2`` and ``m'`` and ``x'`` the means and points less the
+    centre of the means, all from one product with a (k, 2d + 1) matrix.
+
+    Rounding moves the sum of the others by at most
+    :math:`\gamma_{k+4} W_n P_n`, with ``W_n`` the weight of the other
+    components and :math:`P_n = (\|x'_n\|_\infty + \max|m'|) \max v`. The
+    returned bound is twice that. The remaining rounding is a few units in
+    the last place of the top component's term. Used for d > 16 with more
+    than 16 components, where it replaces a (rows, k, d) product: on a
+    2-core CPU, the score for k = 128, d = 512 then measured 20% faster. With
+    fewer components or dimensions it measured no faster than the direct sums.
+    """
+    n_components, dim = means.shape
+    inv_vars = inv_stds * inv_stds
+    center = jnp.mean(means, axis=0)
+    centered_means = means - center[None, :]
+    centered_x = x - center[None, :]
+    _, anchor = _top_components(a)
+    is_anchor = jnp.arange(n_components, dtype=anchor.dtype)[None, :] == anchor[:, None]
+    others = jnp.where(is_anchor, 0.0, weights)
+    table = jnp.concatenate(
+        [centered_means * inv_vars, inv_vars, jnp.ones((n_components, 1), x.dtype)], axis=1
+    )
+    sums = jnp.dot(others, table, precision=_HIGHEST)
+    anchor_weight = jnp.take_along_axis(weights, anchor[:, None], axis=-1)
+    anchor_means, anchor_inv_stds = jnp.split(
+        jnp.concatenate([means, inv_stds], axis=1)[anchor], 2, axis=1
+    )
+    # (mean - x) / std, so an exact zero stays +0.0 rather than -0.0.
+    anchor_pull = (anchor_means - x) * anchor_inv_stds * anchor_inv_stds
+    pull = anchor_weight * _weighted_terms(anchor_weight, anchor_pull) + (
+        sums[:, :dim] - centered_x * sums[:, dim : 2 * dim]
+    )
+    reach = (_row_max(jnp.abs(centered_x)) + jnp.max(jnp.abs(centered_means))) * jnp.max(inv_vars)
+    error = 2.0 * _summation_error_factor(n_components + 4, x.dtype) * sums[:, 2 * dim] * reach
+    return pull, error
+
+
 def _direct_chunk(means, diag_stds, logits, x, need_pull, need_responsibilities):
     """Evaluate one chunk from (x - mean) / std.
 
-    Returns ``(log_probs, pull, responsibilities, share)``, with ``None`` for
-    what is not requested. The pull is the score,
-    sum_k r_nk (mean_k - x_n) / std_k^2, and ``share`` is the weight of all
-    components but the largest, given with the pull or the responsibilities.
+    Returns ``(log_probs, pull, responsibilities, share, pull_error)``, with
+    ``None`` for what is not requested. The pull is the score,
+    sum_k r_nk (mean_k - x_n) / std_k^2. Where it comes from
+    :func:`_expanded_pull`, ``pull_error`` bounds the rounding of its matrix
+    product, and is ``None`` otherwise. ``share`` is
+    the weight of all components but the largest, given with the pull or
+    the responsibilities.
     """
     a, inv_stds = _component_log_joints(means, diag_stds, logits, x)
     row_max = _row_max(a)
@@ -379,32 +428,43 @@ def _direct_chunk(means, diag_stds, logits, x, need_pull, need_responsibilities)
     total = _row_sums(unnormalized)
     log_probs = shift + jnp.log(total)
     if not (need_pull or need_responsibilities):
-        return log_probs, None, None, None
+        return log_probs, None, None, None, None
 
-    def finish(weights, inv_total):
-        r = weights * inv_total[:, None] if need_responsibilities else None
-        pull = None
-        if need_pull:
-            pull = _weighted_pull(weights, x, means, inv_stds) * inv_total[:, None]
-        return log_probs, pull, r
+    inv_total = 1.0 / total
+    r = unnormalized * inv_total[:, None] if need_responsibilities else None
+    pull = pull_error = None
+    if need_pull and means.shape[-1] > MAX_UNROLLED_DIM and not _unrolls_components(*means.shape):
+        pull, pull_error = _expanded_pull(unnormalized, a, x, means, inv_stds)
+        pull = pull * inv_total[:, None]
+        pull_error = pull_error * inv_total
+    elif need_pull:
+        pull = _weighted_pull(unnormalized, x, means, inv_stds) * inv_total[:, None]
 
-    # Where every squared distance overflowed, all weights are zero; the
+    # Where every squared distance overflowed, all weights are zero, so the
     # nearest component then takes all the weight. Those rows are redone
     # after the common case, which stays one fused computation.
     overflowed = jnp.isneginf(row_max)
 
     def redo_far():
         far_weights = _far_responsibilities(x, means, inv_stds, logits)
-        weights = jnp.where(overflowed[:, None], far_weights, unnormalized)
-        return finish(weights, 1.0 / jnp.where(overflowed, 1.0, total))
+        keep = overflowed[:, None]
+        far_r = far_pull = far_error = None
+        if need_responsibilities:
+            far_r = jnp.where(keep, far_weights, r)
+        if need_pull:
+            far_pull = jnp.where(keep, _weighted_pull(far_weights, x, means, inv_stds), pull)
+        if pull_error is not None:
+            far_error = jnp.where(overflowed, 0.0, pull_error)
+        return far_pull, far_r, far_error
 
-    result = finish(unnormalized, 1.0 / total)
-    log_probs, pull, r = jax.lax.cond(jnp.any(overflowed), redo_far, lambda: result)
+    pull, r, pull_error = jax.lax.cond(
+        jnp.any(overflowed), redo_far, lambda: (pull, r, pull_error)
+    )
     # Rows where every density underflows get a share of -inf and are never refined.
-    return log_probs, pull, r, (total - 1.0) / total
+    return log_probs, pull, r, (total - 1.0) / total, pull_error
 
 
-def _imprecise_weights(means, diag_stds, logits, x, log_probs, share, pull):
+def _imprecise_weights(means, diag_stds, logits, x, log_probs, share, pull, pull_error=None):
     r"""Return whether rounding of a row's log joints may move its weights beyond the accuracy target.
 
     The log joint ``a_k`` of a component at squared distance ``q_k`` carries a
@@ -418,7 +478,10 @@ def _imprecise_weights(means, diag_stds, logits, x, log_probs, share, pull):
     flagged when this estimate exceeds a quarter of the accuracy target (of
     the score, or of 1e-4 absolute without one). This happens far from the
     means in units of the stds, at points that two components share; in
-    high dimensions, at most points between components.
+    high dimensions, at most points between components. A row is also
+    flagged when the estimate plus ``pull_error``, the bound of
+    :func:`_expanded_pull`, exceeds it, or when that bound is NaN and the
+    log-density finite.
     """
     dtype = x.dtype
     unit_roundoff = float(jnp.finfo(dtype).eps) / 2.0
@@ -431,8 +494,16 @@ def _imprecise_weights(means, diag_stds, logits, x, log_probs, share, pull):
     else:
         tolerance = jnp.maximum(absolute, relative * _row_max(jnp.abs(pull)))
     estimate = 2.0 * share * unit_roundoff * headroom * jnp.maximum(reach, 1.0)
+    limit = _BOUND_SHARE * tolerance
     # NaN estimates, from rows where every density underflows, compare False.
-    return estimate > _BOUND_SHARE * tolerance
+    flagged = estimate > limit
+    if pull_error is None:
+        return flagged
+    # A NaN bound next to a finite log-density comes from overflow in the
+    # product, so the row is flagged. Rows of invalid parameters have NaN
+    # log-densities and are left as they are.
+    within = jnp.where(jnp.isnan(estimate), 0.0, estimate) + pull_error <= limit
+    return flagged | (jnp.isfinite(log_probs) & ~within)
 
 
 def _refine_rows(means, diag_stds, logits, x, pull, r, imprecise):
@@ -865,7 +936,7 @@ def _evaluate(method, means, diag_stds, logits, x, need_pull, need_responsibilit
     responsibilities only with more than 16 components) and recomputes with
     ``"direct"`` every row whose error bound does not hold. Then the rows
     flagged by :func:`_imprecise_weights` get refined weights. Both repairs
-    gather their rows from the whole batch, so their cost follows the number
+    gather their rows from all of ``x``, so their cost follows the number
     of such rows rather than the number of chunks.
     """
     n_components, dim = means.shape
@@ -873,10 +944,12 @@ def _evaluate(method, means, diag_stds, logits, x, need_pull, need_responsibilit
     direct_rows = _direct_rows(n_components, dim)
 
     def with_flag(points, result):
-        log_probs, pull, r, share = result
+        log_probs, pull, r, share, *pull_error = result
         if not need_weights:
             return log_probs, None, None, None
-        flag = _imprecise_weights(means, diag_stds, logits, points, log_probs, share, pull)
+        flag = _imprecise_weights(
+            means, diag_stds, logits, points, log_probs, share, pull, *pull_error
+        )
         return log_probs, pull, r, flag
 
     def direct(points):
