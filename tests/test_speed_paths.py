@@ -334,7 +334,7 @@ def test_map_rows_overlapping_last_chunk(n_rows):
     assert all(shape == (min(n_rows, 16), 3) for shape in shapes)
 
 
-@pytest.mark.parametrize("n_rows", [1, 127, 128, 129, 1000, 40000])
+@pytest.mark.parametrize("n_rows", [0, 1, 127, 128, 129, 1000, 40000])
 def test_first_true_matches_nonzero(n_rows):
     # Blocks of 128 entries, with a partial last block when 128 does not divide n_rows.
     rng = np.random.default_rng(n_rows)

@@ -725,13 +725,13 @@ def _first_true(flags, size):
     The indices equal those of
     ``jnp.nonzero(flags, size=size, fill_value=len(flags))``. Each true
     entry's slot comes from running counts, taken within blocks of 128
-    entries by a product with a triangular matrix of ones (exact in float32
-    up to 2**24) and then across blocks. On a 2-core CPU, for 1e5 entries,
+    entries by a product with a triangular matrix of ones (exact, as each
+    count is at most 127) and then across blocks. On a 2-core CPU, for 1e5 entries,
     it measured 1.7x faster than ``jnp.nonzero`` and compiled in 0.12 s
     instead of 0.18 s.
     """
     n = flags.shape[0]
-    block = min(n, 128)
+    block = max(1, min(n, 128))
     blocks = jnp.pad(flags.astype(jnp.float32), (0, -n % block)).reshape(-1, block)
     earlier = jnp.triu(jnp.ones((block, block), jnp.float32), k=1)
     within = jnp.dot(blocks, earlier, precision=_HIGHEST).astype(jnp.int32)
