@@ -376,15 +376,23 @@ def _mixed_far_mixture(n_components, dim):
     return means, stds, np.zeros(n_components)
 
 
+def _mixed_far_problem(n_points, seed):
+    """Return the mixed far mixture (k=18, d=20) and points that its two close components share.
+
+    Every array contains float32 values, stored as float64 for the references.
+    """
+    dim = 20
+    means, stds, logits = _mixed_far_mixture(18, dim)
+    x = 1000.005 + 0.003 * np.random.default_rng(seed).normal(size=(n_points, dim))
+    return tuple(np.asarray(a, np.float32).astype(np.float64) for a in (means, stds, logits, x))
+
+
 def test_expanded_pull_falls_back_far_from_centre():
     # Two close narrow components 2000 from the centre of the means share
     # the points. The pull of the other components, expanded around that
     # centre, then loses far more than the target, so its bound must flag
     # every row and the refined rows must meet the target.
-    dim = 20
-    means, stds, logits = _mixed_far_mixture(18, dim)
-    x = 1000.005 + 0.003 * np.random.default_rng(43).normal(size=(64, dim))
-    means, stds, logits, x = (np.asarray(a, np.float32).astype(np.float64) for a in (means, stds, logits, x))
+    means, stds, logits, x = _mixed_far_problem(64, 43)
     args = _f32(means, stds, logits, x)
 
     log_probs, pull, _, share, pull_error = functional._direct_chunk(*args, True, False)
@@ -402,10 +410,7 @@ def test_derivatives_through_repaired_rows():
     # With more than 16 components, "auto" takes matrix products for the
     # score too and repairs the mixed rows. jax.jacrev then differentiates
     # through the repair, and jax.hessian through the custom rule.
-    dim = 20
-    means, stds, logits = _mixed_far_mixture(18, dim)
-    x = 1000.005 + 0.003 * np.random.default_rng(29).normal(size=(3, dim))
-    means, stds, logits, x = (np.asarray(a, np.float32).astype(np.float64) for a in (means, stds, logits, x))
+    means, stds, logits, x = _mixed_far_problem(3, 29)
     args = _f32(means, stds, logits, x)
 
     _, forced = functional.log_prob_and_score(*args, method="matmul")

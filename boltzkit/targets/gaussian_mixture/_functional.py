@@ -364,6 +364,11 @@ def _weighted_pull(r, x, means, inv_stds):
     return jnp.einsum("nk,nkd->nd", r, pulls, precision=_HIGHEST)
 
 
+def _anchor_parameters(means, inv_stds, anchor):
+    """Return the means and 1 / std of the component ``anchor`` of each row, both (n, d), in one gather."""
+    return jnp.split(jnp.concatenate([means, inv_stds], axis=1)[anchor], 2, axis=1)
+
+
 def _expanded_pull(weights, a, x, means, inv_stds):
     r"""Return the unnormalized pull from one matrix product, and a bound on its error.
 
@@ -397,9 +402,7 @@ def _expanded_pull(weights, a, x, means, inv_stds):
     )
     sums = jnp.dot(others, table, precision=_HIGHEST)
     anchor_weight = jnp.take_along_axis(weights, anchor[:, None], axis=-1)
-    anchor_means, anchor_inv_stds = jnp.split(
-        jnp.concatenate([means, inv_stds], axis=1)[anchor], 2, axis=1
-    )
+    anchor_means, anchor_inv_stds = _anchor_parameters(means, inv_stds, anchor)
     # (mean - x) / std, so an exact zero stays +0.0 rather than -0.0.
     anchor_pull = (anchor_means - x) * anchor_inv_stds * anchor_inv_stds
     pull = anchor_weight * _weighted_terms(anchor_weight, anchor_pull) + (
@@ -875,9 +878,7 @@ def _matmul_chunk(means, diag_stds, logits, x, need_pull, need_responsibilities)
 
     _, anchor = _top_components(approx)
     is_anchor = jnp.arange(n_components, dtype=anchor.dtype)[None, :] == anchor[:, None]
-    anchor_means, anchor_inv_stds = jnp.split(
-        jnp.concatenate([means, inv_stds], axis=1)[anchor], 2, axis=1
-    )
+    anchor_means, anchor_inv_stds = _anchor_parameters(means, inv_stds, anchor)
     z = (x - anchor_means) * anchor_inv_stds
     anchor_joint = log_norm[anchor] - 0.5 * _row_sums(z * z)
     relative = approx - jnp.take_along_axis(approx, anchor[:, None], axis=-1)
@@ -944,11 +945,14 @@ def _evaluate(method, means, diag_stds, logits, x, need_pull, need_responsibilit
     direct_rows = _direct_rows(n_components, dim)
 
     def with_flag(points, result):
-        log_probs, pull, r, share, *pull_error = result
+        # The direct method adds the error bound of its expanded pull, the
+        # matrix products do not.
+        log_probs, pull, r, share = result[:4]
         if not need_weights:
             return log_probs, None, None, None
+        pull_error = result[4] if len(result) > 4 else None
         flag = _imprecise_weights(
-            means, diag_stds, logits, points, log_probs, share, pull, *pull_error
+            means, diag_stds, logits, points, log_probs, share, pull, pull_error
         )
         return log_probs, pull, r, flag
 
