@@ -38,9 +38,13 @@ SPLITS = ("train", "val", "test")
 MAX_STREAM_LENGTH = 2**32 - 1
 _DATASET_DOMAIN = np.uint32(2**32 - 1)
 
-# Items per jitted block. Smaller requests are rounded up to a power of two,
-# so a handful of block shapes cover every length.
+# Items per jitted block. Smaller requests for samples alone are rounded up
+# to a power of two, so a handful of block shapes cover every length.
 BLOCK_SIZE = 2**16
+
+# Blocks with log_probs or scores keep (rows, dim + n_components) arrays
+# within this many elements.
+_MAX_EVALUATION_ELEMENTS = 2**22
 
 _FIELDS = ("samples", "log_probs", "scores")
 
@@ -290,6 +294,28 @@ def block_size_for(length: int) -> int:
     return max(1, 1 << (max(length, 1) - 1).bit_length())
 
 
+def evaluation_block_size(target: Any) -> int:
+    """Return the block size of every stream of ``target`` that includes log_probs or scores.
+
+    XLA compiles a separate program for each batch shape, and on the CPU
+    two programs can round the same row differently in the last bit. One
+    block size per target, whatever the length and offset, makes every
+    stored ``log_prob`` and score a function of its index alone. It is
+    :data:`BLOCK_SIZE`, halved until ``(rows, dim + n_components)`` has at
+    most 2**22 elements, and at least 1024.
+
+    Example:
+        >>> from boltzkit.targets import DiagonalGaussianMixture
+        >>> evaluation_block_size(DiagonalGaussianMixture.create_gmm40())
+        65536
+    """
+    width = int(target.dim) + int(getattr(target, "n_components", 0))
+    rows = BLOCK_SIZE
+    while rows > 1024 and rows * width > _MAX_EVALUATION_ELEMENTS:
+        rows //= 2
+    return rows
+
+
 @functools.partial(
     jax.jit, static_argnames=("size", "include_samples", "include_log_probs", "include_scores")
 )
@@ -319,8 +345,10 @@ def iter_blocks(
 ) -> Iterator[tuple[jax.Array | None, jax.Array | None, jax.Array | None]]:
     """Yield ``(samples, log_probs, scores)`` for consecutive blocks of a stream.
 
-    Every item is computed by the same jitted block function whatever the
-    block boundaries are, so concatenated blocks equal a single call.
+    A sample depends only on its index. With log_probs or scores, every
+    block has :func:`evaluation_block_size` rows unless ``block_size`` is
+    given, so that each stored value has the same bits for any length and
+    offset. The last block is cut to the requested length.
 
     Example:
         >>> from boltzkit.targets import DiagonalGaussianMixture
@@ -330,7 +358,10 @@ def iter_blocks(
         (4, 4, 2)
     """
     if block_size is None:
-        block_size = block_size_for(length)
+        if include_log_probs or include_scores:
+            block_size = evaluation_block_size(target)
+        else:
+            block_size = block_size_for(length)
     end = offset + length
     for start in range(offset, end, block_size):
         count = min(block_size, end - start)
