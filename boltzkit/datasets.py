@@ -295,14 +295,12 @@ def block_size_for(length: int) -> int:
 
 
 def evaluation_block_size(target: Any) -> int:
-    """Return the block size of every stream of ``target`` that includes log_probs or scores.
+    """Return the largest block of a stream of ``target`` that includes log_probs or scores.
 
-    XLA compiles a separate program for each batch shape, and on the CPU
-    two programs can round the same row differently in the last bit. One
-    block size per target, whatever the length and offset, makes every
-    stored ``log_prob`` and score a function of its index alone. It is
-    :data:`BLOCK_SIZE`, halved until ``(rows, dim + n_components)`` has at
-    most 2**22 elements, and at least 1024.
+    It is :data:`BLOCK_SIZE`, halved until ``(rows, dim + n_components)``
+    has at most 2**22 elements, and at least 1024, so that memory stays
+    bounded for wide targets. The values do not depend on the block: each
+    row of ``log_prob`` and ``score`` has the same bits in any batch.
 
     Example:
         >>> from boltzkit.targets import DiagonalGaussianMixture
@@ -345,10 +343,10 @@ def iter_blocks(
 ) -> Iterator[tuple[jax.Array | None, jax.Array | None, jax.Array | None]]:
     """Yield ``(samples, log_probs, scores)`` for consecutive blocks of a stream.
 
-    A sample depends only on its index. With log_probs or scores, every
-    block has :func:`evaluation_block_size` rows unless ``block_size`` is
-    given, so that each stored value has the same bits for any length and
-    offset. The last block is cut to the requested length.
+    Each item depends only on its index, so concatenated blocks equal a
+    single call. By default a block has :func:`block_size_for` ``(length)``
+    items, and at most :func:`evaluation_block_size` with log_probs or
+    scores. The last block is cut to the requested length.
 
     Example:
         >>> from boltzkit.targets import DiagonalGaussianMixture
@@ -358,10 +356,9 @@ def iter_blocks(
         (4, 4, 2)
     """
     if block_size is None:
+        block_size = block_size_for(length)
         if include_log_probs or include_scores:
-            block_size = evaluation_block_size(target)
-        else:
-            block_size = block_size_for(length)
+            block_size = min(block_size, evaluation_block_size(target))
     end = offset + length
     for start in range(offset, end, block_size):
         count = min(block_size, end - start)
