@@ -212,6 +212,34 @@ def _read_npz_handle(path: str, handle: IO[bytes]) -> dict[str, np.ndarray]:
         raise ValueError(f"{path} is not a valid .npz file: {error}") from None
 
 
+def read_npy(path: str) -> np.ndarray:
+    """Return the array of a ``.npy`` file, without pickle.
+
+    Raises:
+        ValueError: naming ``path``, for a file that cannot be opened, has no
+            ``.npy`` header, is cut short or contains object arrays.
+    """
+    try:
+        handle = open(path, "rb")
+    except OSError as error:
+        raise ValueError(f"{path} cannot be read: {error.strerror or error}") from None
+    with handle:
+        if handle.read(len(np.lib.format.MAGIC_PREFIX)) != np.lib.format.MAGIC_PREFIX:
+            raise ValueError(f"{path} is not a .npy file: it does not start with a .npy header")
+        handle.seek(0)
+        try:
+            return np.lib.format.read_array(handle, allow_pickle=False)
+        except ValueError as error:
+            if "allow_pickle" in str(error) or "Object arrays" in str(error):
+                raise ValueError(
+                    f"{path} contains object arrays, which are not loaded because loading "
+                    "them would run pickle; save plain numeric arrays instead"
+                ) from None
+            raise ValueError(f"{path} is not a valid .npy file: {error}") from None
+        except (OSError, EOFError) as error:
+            raise ValueError(f"{path} is not a valid .npy file: {error}") from None
+
+
 def check_regular_destination(path: str) -> None:
     """Refuse to replace anything but a regular file, such as a device or a directory."""
     if os.path.lexists(path) and not os.path.isfile(path):

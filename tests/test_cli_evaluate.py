@@ -57,6 +57,8 @@ def test_evaluate_exact_samples_with_log_probs(tmp_path, gmm40):
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["n_samples"] == 200
     assert metrics["n_reference"] == 200
+    assert isinstance(metrics["n_samples"], int)
+    assert isinstance(metrics["modes_covered"], int)
     assert metrics["reverse_ess"] == pytest.approx(1.0, abs=1e-6)
     assert metrics["logZ_error"] == pytest.approx(0.0, abs=1e-6)
     # At 200 samples a mode expects 5 of them, so one may fall below the threshold.
@@ -90,6 +92,10 @@ def bad_files(tmp_path):
     np.savez(tmp_path / "two.npz", a=np.zeros((5, 2)), b=np.zeros((5, 2)))
     (tmp_path / "samples.txt").write_text("1 2\n")
     (tmp_path / "existing.json").write_text("{}")
+    (tmp_path / "empty.npy").write_bytes(b"")
+    (tmp_path / "text.npy").write_text("1 2\n")
+    (tmp_path / "cut.npy").write_bytes((tmp_path / "good.npy").read_bytes()[:100])
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     return tmp_path
 
 
@@ -117,6 +123,11 @@ def test_evaluate_bad_input_script(bad_files, args, fragments):
         (("good.npy", "--n-reference", "1"), ["--n-reference must be at least 2"]),
         (("good.npy", "--plot", "figure.gif"), ["must end with .png or .pdf or .svg"]),
         (("good.npy", "--json", "existing.json"), ["existing.json already exists"]),
+        (("empty.npy",), ["empty.npy is not a .npy file", "header"]),
+        (("text.npy",), ["text.npy is not a .npy file", "header"]),
+        (("cut.npy",), ["cut.npy is not a valid .npy file"]),
+        (("objects.npy",), ["objects.npy contains object arrays", "pickle"]),
+        (("good.npy", "--model-log-probs", "empty.npy"), ["empty.npy is not a .npy file"]),
     ],
 )
 def test_evaluate_bad_input_main(bad_files, capsys, monkeypatch, args, fragments):

@@ -63,6 +63,9 @@ def register(subparsers) -> None:
     parser.set_defaults(run=run)
 
 
+_COUNTS = ("n_samples", "n_reference", "modes_covered")
+
+
 def read_array(path: str, *, preferred: str, what: str) -> np.ndarray:
     """Read one numeric array from an .npy file or an .npz archive, without pickle."""
     if not os.path.exists(path):
@@ -79,12 +82,9 @@ def read_array(path: str, *, preferred: str, what: str) -> np.ndarray:
         )
     if path.endswith(".npy"):
         try:
-            array = np.load(path, allow_pickle=False)
+            return _io.read_npy(path)
         except ValueError as error:
-            raise CommandError(f"{path} is not a loadable .npy file of numbers: {error}") from None
-        if not isinstance(array, np.ndarray):
-            raise CommandError(f"{path} is not a .npy file")
-        return array
+            raise CommandError(str(error)) from None
     raise CommandError(f"{what} file {path} must end with .npy or .npz")
 
 
@@ -113,7 +113,9 @@ def run(args: argparse.Namespace) -> None:
 
     print(format_table(metrics))
     if args.json is not None:
-        text = json.dumps(metrics, indent=2) + "\n"
+        # The counts are whole numbers, so the file stores them as integers.
+        counts = {name: int(metrics[name]) for name in _COUNTS if name in metrics}
+        text = json.dumps({**metrics, **counts}, indent=2) + "\n"
         _io.write_bytes(args.json, lambda handle: handle.write(text.encode()), overwrite=args.force)
         print(f"wrote {args.json}")
     if args.plot is not None:
