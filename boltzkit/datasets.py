@@ -43,8 +43,9 @@ _DATASET_DOMAIN = np.uint32(2**32 - 1)
 BLOCK_SIZE = 2**16
 
 # Blocks with log_probs or scores keep (rows, dim + n_components) arrays
-# within this many elements.
+# within this many elements, and have at least _MIN_EVALUATION_BLOCK rows.
 _MAX_EVALUATION_ELEMENTS = 2**22
+_MIN_EVALUATION_BLOCK = 256
 
 _FIELDS = ("samples", "log_probs", "scores")
 
@@ -346,7 +347,7 @@ def iter_blocks(
     Each item depends only on its index, so concatenated blocks equal a
     single call. By default a block has :func:`block_size_for` ``(length)``
     items, and at most :func:`evaluation_block_size` with log_probs or
-    scores. The last block is cut to the requested length.
+    scores, and at least 256. The last block is cut to the requested length.
 
     Example:
         >>> from boltzkit.targets import DiagonalGaussianMixture
@@ -358,7 +359,9 @@ def iter_blocks(
     if block_size is None:
         block_size = block_size_for(length)
         if include_log_probs or include_scores:
-            block_size = min(block_size, evaluation_block_size(target))
+            # Below _MIN_EVALUATION_BLOCK rows, a row's log_prob and score
+            # may depend on the batch shape in the last bit.
+            block_size = min(max(block_size, _MIN_EVALUATION_BLOCK), evaluation_block_size(target))
     end = offset + length
     for start in range(offset, end, block_size):
         count = min(block_size, end - start)

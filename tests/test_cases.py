@@ -674,7 +674,7 @@ def test_dataset_prefix_stable_and_prng_pinned():
     np.testing.assert_array_equal(short.samples, target.load_dataset("train", 5).samples)
     np.testing.assert_array_equal(short.log_probs, target.log_prob(short.samples))
     np.testing.assert_array_equal(short.scores, target.score(short.samples))
-    for length in (7, 100, 257):
+    for length in (64, 100, 257):
         window = target.load_dataset("val", length, include_log_probs=True, include_scores=True)
         np.testing.assert_array_equal(window.log_probs, target.log_prob(window.samples))
         np.testing.assert_array_equal(window.scores, target.score(window.samples))

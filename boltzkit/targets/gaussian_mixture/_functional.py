@@ -120,11 +120,14 @@ def check_method(method: str) -> str:
     return method
 
 
-# Row counts below a chunk are padded to a multiple of this. On a 2-core CPU
-# with jax 0.10.2, every multiple of 256 rows gave each row the same bits in
-# log_prob and the score, for 2 to 512 dimensions in float32 and float64,
-# while other row counts changed the last bit of some rows.
+# Row counts below a chunk, from _MIN_PADDED_ROWS on, are padded to a
+# multiple of _ROW_MULTIPLE. On a 2-core CPU with jax 0.10.2, every multiple
+# of 256 rows gave each row the same bits in log_prob and the score. This
+# held for 2 to 512 dimensions in float32 and float64. Other row counts
+# changed the last bit of some rows. Smaller batches are left as they are,
+# because vmap over single points would otherwise evaluate 256 rows per point.
 _ROW_MULTIPLE = 256
+_MIN_PADDED_ROWS = 64
 
 
 def _power_of_two_rows(limit: float) -> int:
@@ -191,16 +194,17 @@ def _map_rows(fn, arrays, rows_per_chunk):
     result twice. Each chunk is a slice of the inputs, and each result is
     written in place into the output.
 
-    Fewer rows than a chunk are padded with copies of the last row to a
-    multiple of ``_ROW_MULTIPLE``, or to a whole chunk, and the padding is
-    cut from the results. XLA on the CPU picks its kernels by batch shape,
-    and some round a row differently in the last bit for other row counts.
-    With the padding, a row's value does not depend on the batch.
+    Fewer rows than a chunk, but at least ``_MIN_PADDED_ROWS``, are padded
+    with copies of the last row to a multiple of ``_ROW_MULTIPLE``, or to a
+    whole chunk, and the padding is cut from the results. XLA on the CPU
+    picks its kernels by batch shape, and some round a row differently in
+    the last bit for other row counts. With the padding, a row's value does
+    not depend on the batch, for batches of at least ``_MIN_PADDED_ROWS``.
     """
     n_rows = arrays[0].shape[0]
     if n_rows <= rows_per_chunk:
         padded_rows = min(rows_per_chunk, -(-n_rows // _ROW_MULTIPLE) * _ROW_MULTIPLE)
-        if n_rows == 0 or padded_rows == n_rows:
+        if n_rows < _MIN_PADDED_ROWS or padded_rows == n_rows:
             return fn(*arrays)
         padded = tuple(
             jnp.concatenate([a, jnp.broadcast_to(a[-1:], (padded_rows - n_rows, *a.shape[1:]))])
