@@ -201,15 +201,20 @@ def _read_npz_handle(path: str, handle: IO[bytes]) -> dict[str, np.ndarray]:
     try:
         with loaded as archive:
             return {name: archive[name] for name in archive.files}
-    except ValueError as error:
-        if "allow_pickle" in str(error) or "Object arrays" in str(error):
-            raise ValueError(
-                f"{path} contains object arrays, which are not loaded because loading "
-                "them would run pickle; save plain numeric arrays instead"
-            ) from None
-        raise ValueError(f"{path} is not a valid .npz file: {error}") from None
-    except (OSError, EOFError, zipfile.BadZipFile) as error:
-        raise ValueError(f"{path} is not a valid .npz file: {error}") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+        raise _read_error(path, error, ".npz") from None
+
+
+def _read_error(path: str, error: Exception, suffix: str) -> ValueError:
+    """Return the error for a ``suffix`` file that NumPy failed to read, naming object arrays."""
+    if isinstance(error, ValueError) and (
+        "allow_pickle" in str(error) or "Object arrays" in str(error)
+    ):
+        return ValueError(
+            f"{path} contains object arrays, which are not loaded because loading "
+            "them would run pickle; save plain numeric arrays instead"
+        )
+    return ValueError(f"{path} is not a valid {suffix} file: {error}")
 
 
 def read_npy(path: str) -> np.ndarray:
@@ -229,15 +234,8 @@ def read_npy(path: str) -> np.ndarray:
         handle.seek(0)
         try:
             return np.lib.format.read_array(handle, allow_pickle=False)
-        except ValueError as error:
-            if "allow_pickle" in str(error) or "Object arrays" in str(error):
-                raise ValueError(
-                    f"{path} contains object arrays, which are not loaded because loading "
-                    "them would run pickle; save plain numeric arrays instead"
-                ) from None
-            raise ValueError(f"{path} is not a valid .npy file: {error}") from None
-        except (OSError, EOFError) as error:
-            raise ValueError(f"{path} is not a valid .npy file: {error}") from None
+        except (ValueError, OSError, EOFError) as error:
+            raise _read_error(path, error, ".npy") from None
 
 
 def check_regular_destination(path: str) -> None:

@@ -301,7 +301,8 @@ def evaluation_block_size(target: Any) -> int:
     It is :data:`BLOCK_SIZE`, halved until ``(rows, dim + n_components)``
     has at most 2**22 elements, and at least 1024, so that memory stays
     bounded for wide targets. The values do not depend on the block: each
-    row of ``log_prob`` and ``score`` has the same bits in any batch.
+    row of ``log_prob`` and ``score`` has the same bits in any batch of at
+    least 64 rows.
 
     Example:
         >>> from boltzkit.targets import DiagonalGaussianMixture
@@ -345,9 +346,10 @@ def iter_blocks(
     """Yield ``(samples, log_probs, scores)`` for consecutive blocks of a stream.
 
     Each item depends only on its index, so concatenated blocks equal a
-    single call. By default a block has :func:`block_size_for` ``(length)``
-    items, and at most :func:`evaluation_block_size` with log_probs or
-    scores, and at least 256. The last block is cut to the requested length.
+    single call. By default a block has ``block_size_for(length)`` items.
+    With log_probs or scores it has at least 256 items and at most
+    :func:`evaluation_block_size`. The last block is cut to the requested
+    length.
 
     Example:
         >>> from boltzkit.targets import DiagonalGaussianMixture
@@ -359,8 +361,8 @@ def iter_blocks(
     if block_size is None:
         block_size = block_size_for(length)
         if include_log_probs or include_scores:
-            # Below _MIN_EVALUATION_BLOCK rows, a row's log_prob and score
-            # may depend on the batch shape in the last bit.
+            # Batches under 64 rows are evaluated unpadded, so their last bit
+            # may differ from that of a longer dataset.
             block_size = min(max(block_size, _MIN_EVALUATION_BLOCK), evaluation_block_size(target))
     end = offset + length
     for start in range(offset, end, block_size):
