@@ -229,7 +229,16 @@ def test_npz_that_is_not_a_zip(tmp_path, capsys):
         (["dataset", "gmm40", "--split", "val", "--length", "3", "--offset", str(2**32),
           "-o", "x.npz"], "offset + length"),
         (["sample", "gmm40", "-n", "10", "-o", "s.txt"], ".npz or .npy"),
-        (["sample", "gmm40", "-n", "10", "--seed", "-1", "-o", "s.npy"], "non-negative"),
+        (["sample", "gmm40", "-n", "10", "--seed", "-1", "-o", "s.npy"],
+         "expected a seed in [0, 2**32), got '-1'"),
+        (["sample", "gmm40", "-n", "10", "--seed", "nan", "-o", "s.npy"], "seed"),
+        (["dataset", "gmm40", "--split", "val", "--length", "3", "--bogus", "-o", "x.npz"],
+         "boltzkit dataset: error: unrecognized arguments: --bogus (see 'boltzkit dataset --help')"),
+        (["--bogus", "info", "gmm40"],
+         "boltzkit: error: unrecognized arguments: --bogus (see 'boltzkit --help')"),
+        (["info", "gmm40", "info"], "boltzkit info: error: unrecognized arguments: info"),
+        (["evaluate", "gmm40", "x.npy", "--n-reference", "-4"],
+         "--n-reference: expected an integer of at least 2, got '-4'"),
         (["sample", "gmm40", "-n", "10", "--seed", str(2**32), "-o", "s.npy"], "2**32"),
         (["sample", "gmm40", "-o", "s.npy"], "required"),
         (["sample", "gmm40", "-n", str(2**32), "-o", "s.npy"],
@@ -245,6 +254,44 @@ def test_usage_errors_are_one_line(tmp_path, capsys, monkeypatch, args, fragment
         status, err = exit_.code, capsys.readouterr().err
     assert_one_line_error(status, err, fragment)
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["dataset", "gmm40", "--split", "val", "--length", "3", "-o"],
+        ["sample", "gmm40", "-n", "3", "-o"],
+        ["plot", "gmm40", "-o"],
+    ],
+)
+def test_unwritable_output_names_the_output(tmp_path, capsys, args):
+    # /proc does not let anyone create files, so the temporary file fails.
+    suffix = ".png" if args[0] == "plot" else ".npz"
+    output = f"/proc/boltzkit-test{suffix}"
+    status, _, err = run_main(capsys, *args, output)
+    assert_one_line_error(status, err, f"cannot write {output}")
+    assert ".boltzkit-" not in err
+    assert ".tmp" not in err
+
+
+def test_builtin_target_is_float32_with_x64(tmp_path):
+    # JAX_ENABLE_X64 makes a built-in target float64 in Python. The command
+    # keeps it float32, so its files match those of any other process.
+    args = ("dataset", "gmm40", "--split", "train", "--length", "70", "--log-probs", "--scores",
+            "--quiet")
+    plain = run_script(*args, "-o", "plain.npz", cwd=tmp_path)
+    environment = {**os.environ, "JAX_ENABLE_X64": "1"}
+    wide = subprocess.run(
+        [str(SCRIPT), *args, "-o", "x64.npz"], cwd=tmp_path, env=environment,
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert plain.returncode == 0, plain.stderr
+    assert wide.returncode == 0, wide.stderr
+    with np.load(tmp_path / "plain.npz") as first, np.load(tmp_path / "x64.npz") as second:
+        assert sorted(first) == sorted(second) == ["log_probs", "samples", "scores"]
+        for name in first:
+            assert second[name].dtype == np.float32, name
+            np.testing.assert_array_equal(second[name], first[name])
 
 
 def test_output_that_is_a_device_is_refused(tmp_path, capsys):

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import ot
 import pytest
+from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist, pdist
 
 from boltzkit import evaluation
@@ -256,3 +257,32 @@ def test_exact_w2_under_jit_is_nan_for_nan_rows():
     x[3] = np.nan
     value = jax.jit(lambda a, b: evaluation.wasserstein2(a, b))(x, y)
     assert np.isnan(float(value))
+
+
+@pytest.mark.parametrize("size", [1e5, 1e20, 1e30, 3e38])
+def test_sample_metrics_of_far_points_match_float64(size):
+    # A diverged sampler leaves a few points far out. Their squared
+    # distances overflow float32, yet every metric is finite in float64.
+    rng = np.random.default_rng(14)
+    x = rng.normal(size=(60, 2)) * 3.0
+    x[:4] = size
+    x[4:8] = -size
+    x[8, 0] = size
+    y = rng.normal(size=(60, 2)) * 2.0 + 1.0
+    x = x.astype(np.float32).astype(np.float64)
+    x32, y32 = x.astype(np.float32), y.astype(np.float32)
+
+    rows, columns = linear_sum_assignment(cdist(x, y, metric="sqeuclidean"))
+    expected_w2 = math.sqrt(cdist(x, y, metric="sqeuclidean")[rows, columns].mean())
+    assert_close(evaluation.wasserstein2(x32, y32), expected_w2, rtol=1e-5, atol=0)
+
+    dxy, dxx, dyy = cdist(x, y), cdist(x, x), cdist(y, y)
+    expected_energy = 2 * dxy.mean() - dxx.sum() / (60 * 59) - dyy.sum() / (60 * 59)
+    assert_close(evaluation.energy_distance(x32, y32), expected_energy, rtol=1e-4, atol=0)
+
+    median = np.median(pdist(np.concatenate([x, y])))
+    assert_close(evaluation.median_bandwidth(x32, y32), median, rtol=1e-5, atol=0)
+    for bandwidth, bandwidths in ((None, [median]), (0.7, [0.7]), ((0.5, 1e30), [0.5, 1e30])):
+        expected = reference_mmd_squared(x, y, bandwidths, True)
+        actual = evaluation.mmd_squared(x32, y32, bandwidth)
+        assert_close(actual, expected, rtol=1e-4, atol=1e-6)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
+
+import numpy as np
 
 from boltzkit.cli import _signals
 from boltzkit.targets import load_target
@@ -20,34 +23,62 @@ def add_target_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def non_negative_int(text: str) -> int:
-    """Parse a non-negative integer, accepting 1e6-style and 1_000_000-style input."""
+def _parse_int(text: str, expected: str) -> int:
+    """Parse an integer, accepting 1e6-style and 1_000_000-style input."""
     try:
-        value = int(text.replace("_", ""))
+        return int(text.replace("_", ""))
     except ValueError:
-        try:
-            number = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-        if not number.is_integer():
-            raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-        value = int(number)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    return value
+        pass
+    try:
+        number = float(text)
+    except ValueError:
+        number = math.nan
+    if not number.is_integer():
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+    return int(number)
+
+
+def int_at_least(minimum: int):
+    """Return a parser of integers of at least ``minimum``, for ``type=`` of an argument."""
+    expected = "a non-negative integer" if minimum == 0 else f"an integer of at least {minimum}"
+
+    def parse(text: str) -> int:
+        value = _parse_int(text, expected)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    return parse
+
+
+non_negative_int = int_at_least(0)
 
 
 def seed_int(text: str) -> int:
     """Parse a seed in [0, 2**32)."""
-    value = non_negative_int(text)
-    if value >= 2**32:
+    expected = "a seed in [0, 2**32)"
+    value = _parse_int(text, expected)
+    if not 0 <= value < 2**32:
         raise argparse.ArgumentTypeError(f"expected a seed in [0, 2**32), got {text!r}")
     return value
 
 
 def load(spec: str):
-    """Load TARGET, turning library errors into the command's one-line errors."""
-    return load_target(spec)
+    """Load TARGET: a built-in name or a parameter file.
+
+    A built-in target is float32 in every process, also where
+    ``JAX_ENABLE_X64`` is set, so the files the commands write for it are
+    the same everywhere and match the published fingerprints. A parameter
+    file keeps the dtype policy of the library.
+    """
+    target = load_target(spec)
+    if spec in BUILTIN_TARGETS and target.dtype != np.float32:
+        target = type(target)(
+            np.asarray(target.means, np.float32),
+            np.asarray(target.diag_stds, np.float32),
+            np.asarray(target.logits, np.float32),
+        )
+    return target
 
 
 class Progress:

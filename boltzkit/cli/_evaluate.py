@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 import os
+import sys
 
 import numpy as np
 
@@ -52,7 +53,8 @@ def register(subparsers) -> None:
         help="the model's normalized log density at each row of SAMPLES, shape (N,), .npy or "
         ".npz (array 'log_probs'); adds ESS, log Z, ELBO and reverse KL",
     )
-    parser.add_argument("--n-reference", type=_common.non_negative_int, default=2000, metavar="M",
+    parser.add_argument("--n-reference", type=_common.int_at_least(evaluation.MIN_SAMPLES),
+                        default=2000, metavar="M",
                         help="number of exact test-split samples to compare with (default: 2000)")
     parser.add_argument("--seed", type=_common.seed_int, default=0, metavar="S",
                         help="seed of the test split and of the subset of SAMPLES (default: 0)")
@@ -93,10 +95,6 @@ def run(args: argparse.Namespace) -> None:
         _io.check_output_path(args.json, overwrite=args.force, suffixes=(".json",))
     if args.plot is not None:
         _io.check_output_path(args.plot, overwrite=args.force, suffixes=FIGURE_SUFFIXES)
-    if args.n_reference < evaluation.MIN_SAMPLES:
-        raise CommandError(
-            f"--n-reference must be at least {evaluation.MIN_SAMPLES}, got {args.n_reference}"
-        )
     target = _common.load(args.target)
     samples = read_array(args.samples, preferred="samples", what="SAMPLES")
     model_log_probs = None
@@ -112,6 +110,13 @@ def run(args: argparse.Namespace) -> None:
     )
 
     print(format_table(metrics))
+    not_finite = [name for name, value in metrics.items() if not math.isfinite(value)]
+    if not_finite:
+        print(
+            f"boltzkit evaluate: warning: non-finite metrics ({', '.join(not_finite)}): a value "
+            f"overflowed {target.dtype}, so SAMPLES may contain points far from the target",
+            file=sys.stderr,
+        )
     if args.json is not None:
         # The counts are whole numbers, so the file stores them as integers.
         counts = {name: int(metrics[name]) for name in _COUNTS if name in metrics}

@@ -48,6 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    """Return the parser of the subcommand ``command``."""
+    for action in parser._subparsers._group_actions:
+        if command in action.choices:
+            return action.choices[command]
+    return parser
+
+
 def _silence_stdout() -> None:
     """Point stdout at the null device, so that the interpreter's flush at exit stays quiet."""
     try:
@@ -102,7 +110,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         0
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        # Options after the subcommand belong to it, so its parser reports
+        # them and points to its own help.
+        after_command = unknown[0] not in argv[: argv.index(args.command)]
+        owner = _subparser(parser, args.command) if after_command else parser
+        owner.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         with _signals.signals_as_exceptions():
             args.run(args)
@@ -112,7 +127,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandError as error:
         message = str(error)
     except FileNotFoundError as error:
-        message = _describe_os_error(error) if error.strerror else str(error)
+        if error.strerror:
+            message = _describe_os_error(error, getattr(args, "output", None))
+        else:
+            message = str(error)
     except FileExistsError as error:
         path = getattr(error, "path", None) or error.filename
         if path is not None:

@@ -78,6 +78,52 @@ def log_densities(name: str, value: Any) -> jax.Array:
     return value
 
 
+# Coordinates at or above 2**32 would make squared distances overflow in
+# float32 (their square is 2**64 per coordinate, summed over dimensions and
+# pairs), so the distance metrics scale such points by a power of two first.
+_LARGE_COORDINATE = 2.0**32
+
+
+def has_large_coordinates(x, y):
+    """Return whether a coordinate of ``x`` or ``y`` reaches 2**32 in size."""
+    largest = jnp.maximum(jnp.max(jnp.abs(x)), jnp.max(jnp.abs(y)))
+    return largest >= _LARGE_COORDINATE
+
+
+def scale_exponent(x, y):
+    """Return ``e`` such that ``x * 2**-e`` and ``y * 2**-e`` have coordinates below 1 in size.
+
+    ``e`` is 0 unless a coordinate reaches 2**32, so ordinary points are not
+    touched. Scaling by a power of two is exact, and each distance metric is
+    homogeneous in the scale, so it is computed on the scaled points and the
+    result is scaled back exactly.
+    """
+    largest = jnp.maximum(jnp.max(jnp.abs(x)), jnp.max(jnp.abs(y)))
+    _, exponent = jnp.frexp(largest)
+    return jnp.where(largest >= _LARGE_COORDINATE, exponent, 0)
+
+
+def robust_distances(x, y):
+    """Return the matrix of Euclidean distances of any finite points, without NaN.
+
+    Points with coordinates above 2**64 are first scaled by a power of two
+    down to that size. Half of each difference is then taken, which cannot
+    overflow, and divided by its largest coordinate before squaring, so the
+    squares neither overflow nor underflow. (Dividing by a number near the
+    largest float would need a reciprocal that the CPU flushes to zero.) A
+    distance is inf only where it exceeds the largest float.
+    """
+    largest_coordinate = jnp.maximum(jnp.max(jnp.abs(x)), jnp.max(jnp.abs(y)))
+    _, exponent = jnp.frexp(largest_coordinate)
+    shift = jnp.maximum(exponent - 64, 0)
+    x, y = jnp.ldexp(x, -shift), jnp.ldexp(y, -shift)
+    half = 0.5 * x[:, None, :] - 0.5 * y[None, :, :]
+    largest = jnp.max(jnp.abs(half), axis=-1)
+    safe = jnp.where(largest > 0, largest, 1.0)
+    unit = half / safe[..., None]
+    return jnp.ldexp(2.0 * largest * jnp.sqrt(jnp.sum(unit * unit, axis=-1)), shift)
+
+
 def safe_norm(squared):
     """Return sqrt(squared) with a zero gradient, not NaN, where squared is 0."""
     positive = squared > 0

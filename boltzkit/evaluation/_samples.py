@@ -48,7 +48,16 @@ def median_bandwidth(x: Any, y: Any) -> jax.Array:
 @jax.jit
 def _median_bandwidth(x, y):
     pooled = jnp.concatenate([x, y], axis=0)
-    distances = _checks.safe_norm(_transport.squared_distances(pooled, pooled))
+
+    def ordinary(points):
+        return _checks.safe_norm(_transport.squared_distances(points, points))
+
+    # Squared distances of far points overflow, so large coordinates take
+    # the slower distance that never squares a large number.
+    def robust(points):
+        return _checks.robust_distances(points, points)
+
+    distances = jax.lax.cond(_checks.has_large_coordinates(x, y), robust, ordinary, pooled)
     return jnp.median(_triangle_values(distances))
 
 
@@ -118,10 +127,22 @@ def _bandwidth_array(bandwidth):
 
 @functools.partial(jax.jit, static_argnames="unbiased")
 def _mmd_squared(x, y, bandwidths, unbiased):
-    def kernel_mean(a, b, exclude_diagonal):
+    large = _checks.has_large_coordinates(x, y)
+
+    def ordinary(a, b):
         squared = _transport.squared_distances(a, b)
         scales = 2.0 * bandwidths * bandwidths
-        values = jnp.mean(jnp.exp(-squared[..., None] / scales[None, None, :]), axis=-1)
+        return jnp.mean(jnp.exp(-squared[..., None] / scales[None, None, :]), axis=-1)
+
+    def robust(a, b):
+        # Squared distances of far points overflow, and their differences can
+        # be NaN. The ratio of distance to bandwidth is at worst inf, whose
+        # kernel value is exactly 0.
+        ratios = _checks.robust_distances(a, b)[..., None] / bandwidths[None, None, :]
+        return jnp.mean(jnp.exp(-0.5 * ratios * ratios), axis=-1)
+
+    def kernel_mean(a, b, exclude_diagonal):
+        values = jax.lax.cond(large, robust, ordinary, a, b)
         total = jnp.sum(values)
         count = a.shape[0] * b.shape[0]
         if exclude_diagonal:
@@ -162,6 +183,9 @@ def energy_distance(x: Any, y: Any) -> jax.Array:
 
 @jax.jit
 def _energy_distance(x, y):
+    exponent = _checks.scale_exponent(x, y)
+    x, y = jnp.ldexp(x, -exponent), jnp.ldexp(y, -exponent)
+
     def mean_distance(a, b, exclude_diagonal):
         total = jnp.sum(_checks.safe_norm(_transport.squared_distances(a, b)))
         count = a.shape[0] * b.shape[0]
@@ -169,7 +193,8 @@ def _energy_distance(x, y):
             count = count - a.shape[0]
         return total / count
 
-    return 2.0 * mean_distance(x, y, False) - mean_distance(x, x, True) - mean_distance(y, y, True)
+    value = 2.0 * mean_distance(x, y, False) - mean_distance(x, x, True) - mean_distance(y, y, True)
+    return jnp.ldexp(value, exponent)
 
 
 def wasserstein2(
@@ -236,22 +261,31 @@ def wasserstein2(
                 f"method='exact' needs x and y of equal size, got {x.shape[0]} and {y.shape[0]} "
                 "samples; use method='sinkhorn' or subsample"
             )
-        return jnp.sqrt(_exact_w2_squared(x, y))
+        return _exact_w2(x, y)
     n_iterations = check_int("n_iterations", n_iterations, minimum=1)
-    if epsilon is None:
-        epsilon = 1e-4 * _transport.mean_squared_distance(x, y)
-    elif not isinstance(epsilon, jax.core.Tracer):
+    if epsilon is not None and not isinstance(epsilon, jax.core.Tracer):
         epsilon = check_real("epsilon", epsilon, positive=True)
-    divergence = _sinkhorn_divergence(x, y, epsilon, n_iterations)
-    return jnp.sqrt(jnp.maximum(divergence, 0.0))
+    return _sinkhorn_w2(x, y, epsilon, n_iterations)
 
 
-_exact_w2_squared = jax.jit(_transport.exact_w2_squared)
+@jax.jit
+def _exact_w2(x, y):
+    exponent = _checks.scale_exponent(x, y)
+    x, y = jnp.ldexp(x, -exponent), jnp.ldexp(y, -exponent)
+    return jnp.ldexp(jnp.sqrt(_transport.exact_w2_squared(x, y)), exponent)
 
 
 @functools.partial(jax.jit, static_argnames="n_iterations")
-def _sinkhorn_divergence(x, y, epsilon, n_iterations):
-    return _transport.sinkhorn_divergence(x, y, epsilon=epsilon, n_iterations=n_iterations)
+def _sinkhorn_w2(x, y, epsilon, n_iterations):
+    exponent = _checks.scale_exponent(x, y)
+    x, y = jnp.ldexp(x, -exponent), jnp.ldexp(y, -exponent)
+    if epsilon is None:
+        epsilon = 1e-4 * _transport.mean_squared_distance(x, y)
+    else:
+        # epsilon is in squared distance units.
+        epsilon = jnp.ldexp(jnp.asarray(epsilon, x.dtype), -2 * exponent)
+    divergence = _transport.sinkhorn_divergence(x, y, epsilon=epsilon, n_iterations=n_iterations)
+    return jnp.ldexp(jnp.sqrt(jnp.maximum(divergence, 0.0)), exponent)
 
 
 def log_prob_histogram_tv(
