@@ -286,3 +286,12 @@ def test_sample_metrics_of_far_points_match_float64(size):
         expected = reference_mmd_squared(x, y, bandwidths, True)
         actual = evaluation.mmd_squared(x32, y32, bandwidth)
         assert_close(actual, expected, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("metric", ["wasserstein2", "energy_distance", "mmd_squared"])
+def test_sample_metric_gradients_finite_for_far_points(metric):
+    x = jnp.array([[0.0, 0.0], [0.0, 0.0], [1e30, 1.0], [1e30, 1.0], [2.0, -1.0]])
+    y = jnp.array([[1.0, 0.0], [0.0, 3.0], [2.0, 2.0], [-1.0, 0.0], [0.5, 0.5]])
+    function = getattr(evaluation, metric)
+    gradient = jax.grad(lambda points: function(points, y))(x)
+    assert np.all(np.isfinite(np.asarray(gradient)))

@@ -121,7 +121,11 @@ def robust_distances(x, y):
     largest = jnp.max(jnp.abs(half), axis=-1)
     safe = jnp.where(largest > 0, largest, 1.0)
     unit = half / safe[..., None]
-    return jnp.ldexp(2.0 * largest * jnp.sqrt(jnp.sum(unit * unit, axis=-1)), shift)
+    # The sum is at least 1 wherever the points differ, because the largest
+    # coordinate of ``unit`` is exactly 1 in size. The floor only keeps the
+    # gradient of coincident points finite.
+    norm = jnp.sqrt(jnp.maximum(jnp.sum(unit * unit, axis=-1), 1.0))
+    return jnp.ldexp(2.0 * largest * norm, shift)
 
 
 def safe_norm(squared):
