@@ -51,7 +51,26 @@ def check_output_path(path: str | os.PathLike, *, overwrite: bool, suffixes: tup
     # every permission check.
     if not os.access(parent, os.W_OK | os.X_OK):
         raise PermissionError(f"directory {parent} is not writable, so {path} cannot be written")
+    _probe_directory(parent, path)
     return path
+
+
+def _probe_directory(parent: str, path: str) -> None:
+    """Create and remove an empty file in ``parent``, the check that works on every file system.
+
+    Some directories, such as /proc, pass ``os.access`` and still reject new
+    files. The probe finds them before any work is done.
+    """
+    probe = os.path.join(parent, f".boltzkit-probe-{uuid.uuid4().hex[:12]}")
+    try:
+        descriptor = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise PermissionError(
+            f"directory {parent} does not accept new files ({reason}), so {path} cannot be written"
+        ) from None
+    os.close(descriptor)
+    os.unlink(probe)
 
 
 def check_overwrite(overwrite: Any) -> None:

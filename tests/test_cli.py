@@ -220,14 +220,20 @@ def test_npz_that_is_not_a_zip(tmp_path, capsys):
         (["info", "gmm41"], "unknown target 'gmm41'"),
         (["dataset", "gmm40", "--split", "foo", "--length", "1", "-o", "x.npz"], "invalid choice"),
         (["dataset", "gmm40", "--split", "val", "--length", "-3", "-o", "x.npz"],
-         "non-negative integer"),
+         "--length: expected an integer in [0, 4294967295], got '-3'"),
         (["dataset", "gmm40", "--split", "val", "--length", "2.5", "-o", "x.npz"],
-         "non-negative integer"),
+         "--length: expected an integer in [0, 4294967295], got '2.5'"),
         (["dataset", "gmm40", "--split", "val", "--length", "3", "-o", "x.npy"], ".npz"),
         (["dataset", "gmm40", "--split", "val", "--length", "3", "-o", "/nonexistent/x.npz"],
          "does not exist"),
         (["dataset", "gmm40", "--split", "val", "--length", "3", "--offset", str(2**32),
-          "-o", "x.npz"], "offset + length"),
+          "-o", "x.npz"], f"--offset: expected an integer in [0, {2**32 - 1}], got '{2**32}'"),
+        (["dataset", "gmm40", "--split", "val", "--length", "10", "--offset", str(2**32 - 5),
+          "-o", "x.npz"], "--offset + --length must be at most"),
+        (["dataset", "gmm40", "--split", "val", "--length", "1e40", "-o", "x.npz"],
+         "--length: expected an integer in [0, 4294967295], got '1e40'"),
+        (["plot", "gmm40", "-n", "1e12", "-o", "x.png"],
+         "-n/--n-samples: expected an integer in [0, 4294967295], got '1e12'"),
         (["sample", "gmm40", "-n", "10", "-o", "s.txt"], ".npz or .npy"),
         (["sample", "gmm40", "-n", "10", "--seed", "-1", "-o", "s.npy"],
          "expected a seed in [0, 2**32), got '-1'"),
@@ -242,7 +248,7 @@ def test_npz_that_is_not_a_zip(tmp_path, capsys):
         (["sample", "gmm40", "-n", "10", "--seed", str(2**32), "-o", "s.npy"], "2**32"),
         (["sample", "gmm40", "-o", "s.npy"], "required"),
         (["sample", "gmm40", "-n", str(2**32), "-o", "s.npy"],
-         "-n/--n-samples must be at most 4294967295"),
+         f"-n/--n-samples: expected an integer in [0, 4294967295], got '{2**32}'"),
         ([], "required"),
     ],
 )
@@ -269,7 +275,8 @@ def test_unwritable_output_names_the_output(tmp_path, capsys, args):
     suffix = ".png" if args[0] == "plot" else ".npz"
     output = f"/proc/boltzkit-test{suffix}"
     status, _, err = run_main(capsys, *args, output)
-    assert_one_line_error(status, err, f"cannot write {output}")
+    assert_one_line_error(status, err, "directory /proc does not accept new files",
+                          f"{output} cannot be written")
     assert ".boltzkit-" not in err
     assert ".tmp" not in err
 

@@ -110,6 +110,9 @@ def bad_files(tmp_path):
     np.save(tmp_path / "one.npy", rng.normal(size=(1, 2)))
     np.save(tmp_path / "good.npy", rng.normal(size=(50, 2)))
     np.save(tmp_path / "short_log_q.npy", np.zeros(49))
+    nan_log_q = np.zeros(50)
+    nan_log_q[4] = np.nan
+    np.save(tmp_path / "nan_log_q.npy", nan_log_q)
     np.savez(tmp_path / "two.npz", a=np.zeros((5, 2)), b=np.zeros((5, 2)))
     (tmp_path / "samples.txt").write_text("1 2\n")
     (tmp_path / "existing.json").write_text("{}")
@@ -150,6 +153,12 @@ def test_evaluate_bad_input_script(bad_files, args, fragments):
         (("cut.npy",), ["cut.npy is not a valid .npy file"]),
         (("objects.npy",), ["objects.npy contains object arrays", "pickle"]),
         (("good.npy", "--model-log-probs", "empty.npy"), ["empty.npy is not a .npy file"]),
+        (("good.npy", "--model-log-probs", "nan_log_q.npy"),
+         ["--model-log-probs has 1 values that are NaN or infinite", "index 4 (nan)"]),
+        (("good.npy", "--json", "/proc/metrics.json"),
+         ["directory /proc does not accept new files", "/proc/metrics.json cannot be written"]),
+        (("good.npy", "--plot", "/proc/metrics.png"),
+         ["directory /proc does not accept new files", "/proc/metrics.png cannot be written"]),
     ],
 )
 def test_evaluate_bad_input_main(bad_files, capsys, monkeypatch, args, fragments):

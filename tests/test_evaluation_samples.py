@@ -1,5 +1,6 @@
 """Sample-set metrics: W2 against POT and closed forms, MMD and energy distance against NumPy."""
 
+import decimal
 import itertools
 import math
 
@@ -295,3 +296,48 @@ def test_sample_metric_gradients_finite_for_far_points(metric):
     function = getattr(evaluation, metric)
     gradient = jax.grad(lambda points: function(points, y))(x)
     assert np.all(np.isfinite(np.asarray(gradient)))
+
+
+def exact_energy_distance(x, y):
+    """Return the energy distance of float inputs, computed with 50 decimal digits."""
+    with decimal.localcontext() as context:
+        context.prec = 50
+        xs = [[decimal.Decimal(float(v)) for v in row] for row in x]
+        ys = [[decimal.Decimal(float(v)) for v in row] for row in y]
+
+        def distance(p, q):
+            return sum((a - b) ** 2 for a, b in zip(p, q, strict=True)).sqrt()
+
+        n, m = len(xs), len(ys)
+        between = sum(distance(p, q) for p in xs for q in ys) / (n * m)
+        within_x = 2 * sum(distance(xs[i], xs[j]) for i in range(n) for j in range(i)) / (n * (n - 1))
+        within_y = 2 * sum(distance(ys[i], ys[j]) for i in range(m) for j in range(i)) / (m * (m - 1))
+        return float(2 * between - within_x - within_y)
+
+
+@pytest.mark.parametrize("far", [(1e9, -1e9), (1e10, 1e10), (1e20, -1e20), (1e30, 0.0), (3e38, 3e38)])
+def test_energy_distance_one_far_row_matches_exact(far):
+    # The far row adds about its distance to sums that cancel, and the
+    # energy distance stays near that of the other rows. Even float64 sums
+    # lose it from about 1e20 on, so the reference uses 50 digits.
+    rng = np.random.default_rng(15)
+    x = (rng.normal(size=(40, 2)) * 3.0).astype(np.float32)
+    y = (rng.normal(size=(30, 2)) * 2.0 + 1.0).astype(np.float32)
+    x[7] = far
+    expected = exact_energy_distance(x, y)
+    assert_close(evaluation.energy_distance(x, y), expected, rtol=1e-5, atol=0)
+
+
+@pytest.mark.parametrize("size", [1e20, 1e30])
+def test_exact_w2_with_shared_far_row(size):
+    # The far rows pair up at cost 0, so W2 comes from the ordinary rows,
+    # whose squared distances must not underflow when the points are scaled.
+    rng = np.random.default_rng(16)
+    x = (rng.normal(size=(50, 2)) * 3.0).astype(np.float32)
+    y = (rng.normal(size=(50, 2)) * 2.0 + 1.0).astype(np.float32)
+    x[3] = (size, 0.0)
+    y[5] = (size, 0.0)
+    cost = cdist(x.astype(np.float64), y.astype(np.float64), metric="sqeuclidean")
+    rows, columns = linear_sum_assignment(cost)
+    expected = math.sqrt(cost[rows, columns].mean())
+    assert_close(evaluation.wasserstein2(x, y, method="exact"), expected, rtol=1e-5, atol=0)

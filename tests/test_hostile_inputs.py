@@ -183,7 +183,7 @@ def test_jit_invalid_stds_give_no_plausible_density(method):
     assert not np.allclose(values, abs_density, equal_nan=False)
 
 
-@pytest.mark.parametrize("method", ["auto", "direct"])
+@pytest.mark.parametrize("method", ["auto", "direct", "matmul"])
 def test_invalid_stds_nan_score_many_components(method):
     # With more than 16 components in more than 16 dimensions, the score
     # comes from a checked matrix product and the exact pull where its bound
@@ -197,6 +197,16 @@ def test_invalid_stds_nan_score_many_components(method):
         log_probs, scores = evaluate(means, stds, jnp.zeros(17), x)
         assert np.isnan(np.asarray(log_probs)).all(), (std, log_probs)
         assert np.isnan(np.asarray(scores)).all(), (std, scores)
+
+
+@pytest.mark.parametrize("method", ["auto", "direct", "matmul"])
+def test_negative_std_nan_score_every_method(method):
+    # The score of the matrix products uses 1 / std**2, which is positive
+    # for a negative std too.
+    x = jnp.array([[0.0], [1.5], [-3.0]])
+    score = jax.jit(functools.partial(functional.score, method=method))
+    values = np.asarray(score(jnp.zeros((1, 1)), jnp.array([[-1.0]]), jnp.zeros(1), x))
+    assert np.isnan(values).all(), values
 
 
 def test_functional_invalid_parameters_nan_under_jit():

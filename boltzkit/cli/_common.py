@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 
+from boltzkit import datasets
 from boltzkit.cli import _signals
 from boltzkit.targets import load_target
 from boltzkit.targets._builtin import BUILTIN_TARGETS
@@ -38,13 +39,18 @@ def _parse_int(text: str, expected: str) -> int:
     return int(number)
 
 
-def int_at_least(minimum: int):
-    """Return a parser of integers of at least ``minimum``, for ``type=`` of an argument."""
-    expected = "a non-negative integer" if minimum == 0 else f"an integer of at least {minimum}"
+def int_at_least(minimum: int, maximum: int | None = None):
+    """Return a parser of integers in ``[minimum, maximum]``, for ``type=`` of an argument."""
+    if maximum is not None:
+        expected = f"an integer in [{minimum}, {maximum}]"
+    elif minimum == 0:
+        expected = "a non-negative integer"
+    else:
+        expected = f"an integer of at least {minimum}"
 
     def parse(text: str) -> int:
         value = _parse_int(text, expected)
-        if value < minimum:
+        if value < minimum or (maximum is not None and value > maximum):
             raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
         return value
 
@@ -52,6 +58,9 @@ def int_at_least(minimum: int):
 
 
 non_negative_int = int_at_least(0)
+
+# Counts and indices of items in one stream, which contains at most 2**32 - 1 items.
+stream_count = int_at_least(0, datasets.MAX_STREAM_LENGTH)
 
 
 def seed_int(text: str) -> int:

@@ -6,6 +6,7 @@ import argparse
 
 from boltzkit import datasets
 from boltzkit.cli import _common
+from boltzkit.cli._errors import CommandError
 
 
 def register(subparsers) -> None:
@@ -20,9 +21,9 @@ def register(subparsers) -> None:
     _common.add_target_argument(parser)
     parser.add_argument("--split", required=True, choices=datasets.SPLITS,
                         help="which split to write")
-    parser.add_argument("--length", type=_common.non_negative_int, required=True, metavar="L",
+    parser.add_argument("--length", type=_common.stream_count, required=True, metavar="L",
                         help="number of items")
-    parser.add_argument("--offset", type=_common.non_negative_int, default=0, metavar="O",
+    parser.add_argument("--offset", type=_common.stream_count, default=0, metavar="O",
                         help="index of the first item (default: 0)")
     parser.add_argument("--seed", type=_common.seed_int, default=0, metavar="S",
                         help="integer seed in [0, 2**32) that selects the streams (default: 0)")
@@ -38,7 +39,11 @@ def run(args: argparse.Namespace) -> None:
     if not args.output.endswith(".npz"):
         raise ValueError(f"output file {args.output!r} must end with .npz")
     target = _common.load(args.target)
-    datasets.check_window(args.offset, args.length)
+    if args.offset + args.length > datasets.MAX_STREAM_LENGTH:
+        raise CommandError(
+            f"--offset + --length must be at most 2**32 - 1 = {datasets.MAX_STREAM_LENGTH}, got "
+            f"--offset {args.offset} and --length {args.length}"
+        )
     key = datasets.split_key(args.split, args.seed)
     progress = _common.Progress(args.length, f"writing {args.split}", enabled=not args.quiet)
     datasets.write_stream(

@@ -139,6 +139,17 @@ def _check_and_subset(target, samples, model_log_probs, args):
                 f"--model-log-probs must have shape ({samples.shape[0]},), one value per row of "
                 f"SAMPLES, got shape {model_log_probs.shape}"
             )
+        if model_log_probs.dtype.kind not in "fiu":
+            raise CommandError(
+                f"--model-log-probs must contain real numbers, got dtype {model_log_probs.dtype}"
+            )
+        bad = np.flatnonzero(~np.isfinite(model_log_probs))
+        if bad.size:
+            raise CommandError(
+                f"--model-log-probs has {bad.size} values that are NaN or infinite, the first "
+                f"at index {bad[0]} ({model_log_probs[bad[0]]}); each must be the model's finite "
+                "log density at the row of SAMPLES"
+            )
     if samples.shape[0] > args.n_reference:
         rows = np.sort(np.random.default_rng(args.seed).choice(
             samples.shape[0], size=args.n_reference, replace=False))

@@ -72,6 +72,9 @@ def _describe_os_error(error: OSError, output: str | None = None) -> str:
     A write fails on a temporary file beside the output (or on no file at
     all, as for a full disk), so such errors name the output instead.
     """
+    if error.strerror is None and error.filename is None:
+        # boltzkit's own checks raise OSError with a complete message.
+        return str(error)
     reason = error.strerror or str(error)
     filename = None if error.filename is None else os.fsdecode(error.filename)
     if output is not None and _is_beside(filename, output):

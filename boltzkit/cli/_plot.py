@@ -29,7 +29,7 @@ def register(subparsers) -> None:
     _common.add_target_argument(parser)
     parser.add_argument("-o", "--output", required=True, metavar="FILE",
                         help="output figure: .png, .pdf or .svg")
-    parser.add_argument("-n", "--n-samples", type=_common.non_negative_int, default=1000,
+    parser.add_argument("-n", "--n-samples", type=_common.stream_count, default=1000,
                         metavar="N", help="number of samples drawn on top (default: 1000)")
     parser.add_argument("--seed", type=_common.seed_int, default=0, metavar="S",
                         help="seed of the samples (default: 0)")

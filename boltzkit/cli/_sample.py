@@ -16,7 +16,7 @@ def register(subparsers) -> None:
         "larger N keeps a smaller one as its prefix. An .npz file contains the array 'samples'.",
     )
     _common.add_target_argument(parser)
-    parser.add_argument("-n", "--n-samples", type=_common.non_negative_int, required=True,
+    parser.add_argument("-n", "--n-samples", type=_common.stream_count, required=True,
                         metavar="N", help="number of samples")
     parser.add_argument("--seed", type=_common.seed_int, default=0, metavar="S",
                         help="integer seed in [0, 2**32) (default: 0)")
@@ -29,10 +29,6 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> None:
     target = _common.load(args.target)
-    if args.n_samples > datasets.MAX_STREAM_LENGTH:
-        raise ValueError(
-            f"-n/--n-samples must be at most {datasets.MAX_STREAM_LENGTH}, got {args.n_samples}"
-        )
     progress = _common.Progress(args.n_samples, "sampling", enabled=not args.quiet)
     datasets.write_stream(
         target,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jax
@@ -91,41 +92,86 @@ def has_large_coordinates(x, y):
 
 
 def scale_exponent(x, y):
-    """Return ``e`` such that ``x * 2**-e`` and ``y * 2**-e`` have coordinates below 1 in size.
+    """Return ``e >= 0`` such that squared distances of ``x * 2**-e`` and ``y * 2**-e`` sum without overflow.
 
     ``e`` is 0 unless a coordinate reaches 2**32, so ordinary points are not
-    touched. Scaling by a power of two is exact, and each distance metric is
-    homogeneous in the scale, so it is computed on the scaled points and the
-    result is scaled back exactly.
+    touched. Otherwise the largest coordinate is brought down only as far
+    as the sum of ``max(n, m)`` squared distances needs, which keeps the
+    squared distances of nearby points above the smallest normal float
+    unless coordinates exceed about 2**120 in float32. Scaling by a power of
+    two is exact, and W2 is homogeneous in the scale, so it is computed on
+    the scaled points and the result is scaled back exactly.
     """
     largest = jnp.maximum(jnp.max(jnp.abs(x)), jnp.max(jnp.abs(y)))
     _, exponent = jnp.frexp(largest)
-    return jnp.where(largest >= _LARGE_COORDINATE, exponent, 0)
+    terms = 4 * x.shape[1] * max(x.shape[0], y.shape[0])
+    headroom = (jnp.finfo(x.dtype).maxexp - 2 - math.ceil(math.log2(terms))) // 2
+    return jnp.where(largest >= _LARGE_COORDINATE, jnp.maximum(exponent - headroom, 0), 0)
+
+
+# Largest number of elements of one (rows, m, d) intermediate of a pairwise
+# computation: 16 MiB in float32.
+_MAX_PAIR_ELEMENTS = 2**22
+
+
+def map_row_blocks(pair_function, a, b):
+    """Return ``pair_function(a, b)`` of shape ``(n, m)``, evaluated on blocks of rows of ``a``.
+
+    A block has as many rows as keep ``rows * m * d`` within 2**22, so the
+    ``(rows, m, d)`` differences inside ``pair_function`` stay bounded in
+    memory for any ``d``. The last block is padded with copies of the last
+    row, whose results are dropped.
+    """
+    n, m, dim = a.shape[0], b.shape[0], a.shape[1]
+    rows = max(1, min(n, _MAX_PAIR_ELEMENTS // max(1, m * dim)))
+    if rows == n:
+        return pair_function(a, b)
+    n_blocks = -(-n // rows)
+    padding = n_blocks * rows - n
+    if padding:
+        a = jnp.concatenate([a, jnp.broadcast_to(a[-1:], (padding, dim))], axis=0)
+    blocks = jax.lax.map(lambda block: pair_function(block, b), a.reshape(n_blocks, rows, dim))
+    return blocks.reshape(n_blocks * rows, m)[:n]
+
+
+def robust_norms(vectors):
+    """Return the Euclidean norms over the last axis, without squaring a large or tiny number.
+
+    Each vector is divided by its largest coordinate before squaring, so
+    the squares neither overflow nor underflow, and a norm is inf only where
+    it exceeds the largest float.
+    """
+    largest = jnp.max(jnp.abs(vectors), axis=-1)
+    safe = jnp.where(largest > 0, largest, 1.0)
+    unit = vectors / safe[..., None]
+    # The sum is at least 1 wherever a vector is not zero, because the largest
+    # coordinate of ``unit`` is exactly 1 in size. The floor only keeps the
+    # gradient at zero vectors finite.
+    return largest * jnp.sqrt(jnp.maximum(jnp.sum(unit * unit, axis=-1), 1.0))
+
+
+def far_shift(x, y):
+    """Return ``s >= 0`` such that ``x * 2**-s`` and ``y * 2**-s`` have coordinates of at most 2**64.
+
+    Differences of such points cannot overflow. ``s`` is 0 unless a
+    coordinate exceeds 2**64, and scaling by a power of two is exact.
+    """
+    largest = jnp.maximum(jnp.max(jnp.abs(x)), jnp.max(jnp.abs(y)))
+    _, exponent = jnp.frexp(largest)
+    return jnp.maximum(exponent - 64, 0)
 
 
 def robust_distances(x, y):
     """Return the matrix of Euclidean distances of any finite points, without NaN.
 
     Points with coordinates above 2**64 are first scaled by a power of two
-    down to that size. Half of each difference is then taken, which cannot
-    overflow, and divided by its largest coordinate before squaring, so the
-    squares neither overflow nor underflow. (Dividing by a number near the
-    largest float would need a reciprocal that the CPU flushes to zero.) A
+    down to that size, and the distances come from :func:`robust_norms`. A
     distance is inf only where it exceeds the largest float.
     """
-    largest_coordinate = jnp.maximum(jnp.max(jnp.abs(x)), jnp.max(jnp.abs(y)))
-    _, exponent = jnp.frexp(largest_coordinate)
-    shift = jnp.maximum(exponent - 64, 0)
+    shift = far_shift(x, y)
     x, y = jnp.ldexp(x, -shift), jnp.ldexp(y, -shift)
-    half = 0.5 * x[:, None, :] - 0.5 * y[None, :, :]
-    largest = jnp.max(jnp.abs(half), axis=-1)
-    safe = jnp.where(largest > 0, largest, 1.0)
-    unit = half / safe[..., None]
-    # The sum is at least 1 wherever the points differ, because the largest
-    # coordinate of ``unit`` is exactly 1 in size. The floor only keeps the
-    # gradient of coincident points finite.
-    norm = jnp.sqrt(jnp.maximum(jnp.sum(unit * unit, axis=-1), 1.0))
-    return jnp.ldexp(2.0 * largest * norm, shift)
+    distances = map_row_blocks(lambda a, b: robust_norms(a[:, None, :] - b[None, :, :]), x, y)
+    return jnp.ldexp(distances, shift)
 
 
 def safe_norm(squared):

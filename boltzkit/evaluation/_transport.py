@@ -20,12 +20,17 @@ import jax
 import jax.numpy as jnp
 
 from boltzkit._validation import wider_float
+from boltzkit.evaluation import _checks
 
 
 def squared_distances(x, y):
-    """Return the matrix of squared Euclidean distances, of shape ``(n, m)``."""
-    difference = x[:, None, :] - y[None, :, :]
-    return jnp.sum(difference * difference, axis=-1)
+    """Return the matrix of squared Euclidean distances, of shape ``(n, m)``, in bounded memory."""
+
+    def block(a, b):
+        difference = a[:, None, :] - b[None, :, :]
+        return jnp.sum(difference * difference, axis=-1)
+
+    return _checks.map_row_blocks(block, x, y)
 
 
 def assignment(cost: jax.Array) -> jax.Array:

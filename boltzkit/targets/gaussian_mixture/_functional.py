@@ -938,6 +938,9 @@ def _matmul_chunk(means, diag_stds, logits, x, need_pull, need_responsibilities)
             r_others, inv_vars, precision=_HIGHEST
         )
         pull = r_anchor[:, None] * anchor_pull + other_pull
+        # The pull uses only 1 / std**2, which is positive for a negative std
+        # too, so it takes the NaN of log_prob, as the direct method does.
+        pull = jnp.where(jnp.isnan(log_probs)[:, None], jnp.nan, pull)
         reach = (
             jnp.max(jnp.abs(centered_x), axis=-1) + jnp.max(jnp.abs(centered_means))
         ) * jnp.max(inv_vars)
