@@ -39,6 +39,11 @@ def check_output_path(path: str | os.PathLike, *, overwrite: bool, suffixes: tup
         raise ValueError(
             f"output file {path!r} must end with {' or '.join(suffixes)}"
         )
+    if os.path.basename(path) in suffixes:
+        raise ValueError(
+            f"output file {path!r} needs a name before {os.path.basename(path)}, for example "
+            f"'samples{os.path.basename(path)}'"
+        )
     check_regular_destination(path)
     if os.path.exists(path) and not overwrite:
         raise _exists_error(path)

@@ -235,6 +235,7 @@ def test_npz_that_is_not_a_zip(tmp_path, capsys):
         (["plot", "gmm40", "-n", "1e12", "-o", "x.png"],
          "-n/--n-samples: expected an integer in [0, 4294967295], got '1e12'"),
         (["sample", "gmm40", "-n", "10", "-o", "s.txt"], ".npz or .npy"),
+        (["sample", "gmm40", "-n", "10", "-o", ".npy"], "needs a name before .npy"),
         (["sample", "gmm40", "-n", "10", "--seed", "-1", "-o", "s.npy"],
          "expected a seed in [0, 2**32), got '-1'"),
         (["sample", "gmm40", "-n", "10", "--seed", "nan", "-o", "s.npy"], "seed"),
