@@ -341,3 +341,30 @@ def test_exact_w2_with_shared_far_row(size):
     rows, columns = linear_sum_assignment(cost)
     expected = math.sqrt(cost[rows, columns].mean())
     assert_close(evaluation.wasserstein2(x, y, method="exact"), expected, rtol=1e-5, atol=0)
+
+
+def test_energy_distance_far_rows_in_both_sets():
+    rng = np.random.default_rng(17)
+    x = (rng.normal(size=(40, 2)) * 3.0).astype(np.float32)
+    y = (rng.normal(size=(30, 2)) * 2.0 + 1.0).astype(np.float32)
+    x[2] = (1e30, 1e30)
+    y[4] = (-1e30, 1e30)
+    expected = exact_energy_distance(x, y)
+    assert_close(evaluation.energy_distance(x, y), expected, rtol=1e-5, atol=0)
+
+
+@pytest.mark.parametrize("scale", [2.0**-40, 2.0**-70])
+def test_sample_metrics_of_tiny_points_scale_exactly(scale):
+    # Squares of differences of such points fall below the smallest normal
+    # float32. Every metric is homogeneous, so the values must scale with the points.
+    rng = np.random.default_rng(18)
+    x = (rng.normal(size=(50, 2)) * 3.0).astype(np.float32)
+    y = (rng.normal(size=(50, 2)) * 2.0 + 1.0).astype(np.float32)
+    tiny_x, tiny_y = x * np.float32(scale), y * np.float32(scale)
+    for metric in ("wasserstein2", "energy_distance", "median_bandwidth"):
+        ordinary = float(getattr(evaluation, metric)(x, y))
+        tiny = float(getattr(evaluation, metric)(tiny_x, tiny_y))
+        assert tiny / scale == pytest.approx(ordinary, rel=1e-5), metric
+    ordinary = float(evaluation.mmd_squared(x, y))
+    tiny = float(evaluation.mmd_squared(tiny_x, tiny_y))
+    assert tiny == pytest.approx(ordinary, rel=1e-5)

@@ -94,8 +94,9 @@ def has_large_coordinates(x, y):
 def scale_exponent(x, y):
     """Return ``e >= 0`` such that squared distances of ``x * 2**-e`` and ``y * 2**-e`` sum without overflow.
 
-    ``e`` is 0 unless a coordinate reaches 2**32, so ordinary points are not
-    touched. Otherwise the largest coordinate is brought down only as far
+    ``e`` is 0 unless a coordinate reaches 2**32 or all are below 2**-32
+    (see :func:`tiny_shift`), so ordinary points are not touched. For large
+    coordinates the largest one is brought down only as far
     as the sum of ``max(n, m)`` squared distances needs, which keeps the
     squared distances of nearby points above the smallest normal float
     unless coordinates exceed about 2**120 in float32. Scaling by a power of
@@ -106,7 +107,8 @@ def scale_exponent(x, y):
     _, exponent = jnp.frexp(largest)
     terms = 4 * x.shape[1] * max(x.shape[0], y.shape[0])
     headroom = (jnp.finfo(x.dtype).maxexp - 2 - math.ceil(math.log2(terms))) // 2
-    return jnp.where(largest >= _LARGE_COORDINATE, jnp.maximum(exponent - headroom, 0), 0)
+    down = jnp.maximum(exponent - headroom, 0)
+    return jnp.where(largest >= _LARGE_COORDINATE, down, tiny_shift(x, y))
 
 
 # Largest number of elements of one (rows, m, d) intermediate of a pairwise
@@ -150,23 +152,43 @@ def robust_norms(vectors):
     return largest * jnp.sqrt(jnp.maximum(jnp.sum(unit * unit, axis=-1), 1.0))
 
 
-def far_shift(x, y):
-    """Return ``s >= 0`` such that ``x * 2**-s`` and ``y * 2**-s`` have coordinates of at most 2**64.
+# Coordinates below this size are scaled up before distances are formed,
+# because the squares of their differences would fall below the smallest
+# normal float32, which the CPU flushes to zero.
+_SMALL_COORDINATE = 2.0**-32
 
-    Differences of such points cannot overflow. ``s`` is 0 unless a
-    coordinate exceeds 2**64, and scaling by a power of two is exact.
+
+def tiny_shift(x, y):
+    """Return ``s <= 0`` such that ``x * 2**-s`` and ``y * 2**-s`` have a largest coordinate near 1.
+
+    ``s`` is 0 unless every coordinate is below 2**-32 in size. Scaling by a
+    power of two is exact.
     """
     largest = jnp.maximum(jnp.max(jnp.abs(x)), jnp.max(jnp.abs(y)))
     _, exponent = jnp.frexp(largest)
-    return jnp.maximum(exponent - 64, 0)
+    return jnp.where((largest > 0) & (largest < _SMALL_COORDINATE), exponent, 0)
+
+
+def far_shift(x, y):
+    """Return ``s`` such that ``x * 2**-s`` and ``y * 2**-s`` have coordinates of a safe size.
+
+    Coordinates above 2**100 are brought down to that size, so differences
+    and their norms cannot overflow while nearby points keep their digits.
+    When every coordinate is below 2**-32, the largest is brought up near 1
+    (see :func:`tiny_shift`). Otherwise ``s`` is 0. Scaling by a power of
+    two is exact.
+    """
+    largest = jnp.maximum(jnp.max(jnp.abs(x)), jnp.max(jnp.abs(y)))
+    _, exponent = jnp.frexp(largest)
+    return jnp.where(exponent > 100, exponent - 100, tiny_shift(x, y))
 
 
 def robust_distances(x, y):
     """Return the matrix of Euclidean distances of any finite points, without NaN.
 
-    Points with coordinates above 2**64 are first scaled by a power of two
-    down to that size, and the distances come from :func:`robust_norms`. A
-    distance is inf only where it exceeds the largest float.
+    Points are first scaled by the power of two of :func:`far_shift`, and
+    the distances come from :func:`robust_norms`. A distance is inf only
+    where it exceeds the largest float.
     """
     shift = far_shift(x, y)
     x, y = jnp.ldexp(x, -shift), jnp.ldexp(y, -shift)

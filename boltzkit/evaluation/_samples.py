@@ -47,7 +47,8 @@ def median_bandwidth(x: Any, y: Any) -> jax.Array:
 
 @jax.jit
 def _median_bandwidth(x, y):
-    pooled = jnp.concatenate([x, y], axis=0)
+    shift = _checks.tiny_shift(x, y)
+    pooled = jnp.ldexp(jnp.concatenate([x, y], axis=0), -shift)
 
     def ordinary(points):
         return _checks.safe_norm(_transport.squared_distances(points, points))
@@ -58,7 +59,7 @@ def _median_bandwidth(x, y):
         return _checks.robust_distances(points, points)
 
     distances = jax.lax.cond(_checks.has_large_coordinates(x, y), robust, ordinary, pooled)
-    return jnp.median(_triangle_values(distances))
+    return jnp.ldexp(jnp.median(_triangle_values(distances)), shift)
 
 
 def mmd_squared(
@@ -128,6 +129,10 @@ def _bandwidth_array(bandwidth):
 @functools.partial(jax.jit, static_argnames="unbiased")
 def _mmd_squared(x, y, bandwidths, unbiased):
     large = _checks.has_large_coordinates(x, y)
+    # The kernel depends only on distances relative to the bandwidths, so
+    # tiny points and their bandwidths are scaled up together.
+    shift = _checks.tiny_shift(x, y)
+    x, y, bandwidths = (jnp.ldexp(value, -shift) for value in (x, y, bandwidths))
 
     def ordinary(a, b):
         squared = _transport.squared_distances(a, b)
@@ -199,20 +204,26 @@ def _energy_distance(x, y):
 
     def energy(norms):
         def excesses(a, b):
+            # With u = a - c and v = b - c, the excess is
+            # -2 (|u| |v| + u.v) / (|u| + |v| + |u - v|), and
+            # |u| |v| + u.v = |u| |v| |u/|u| + v/|v||**2 / 2. Nothing in it
+            # cancels, also for one far point.
+            # NOTE: for two far points on opposite sides of c and on one line
+            # through it, the unit vectors' rounding leaves an error of about
+            # |u| eps**2 in their excess: about 4e15 at 1e30 in float32.
+            u, v = a - center, b - center
+            from_a, from_b = norms(u), norms(v)
+            unit_a = u / jnp.where(from_a > 0, from_a, 1.0)[:, None]
+            unit_b = v / jnp.where(from_b > 0, from_b, 1.0)[:, None]
+            sum_of_units = unit_a[:, None, :] + unit_b[None, :, :]
+            alignment = jnp.sum(sum_of_units * sum_of_units, axis=-1)
             distance = norms(a[:, None, :] - b[None, :, :])
-            from_a = norms(a - center)[:, None]
-            from_b = norms(b - center)[None, :]
-            # With f the point of the pair farther from c and g the other,
-            # |f - g| - |f - c| = (c - g) . (2f - g - c) / (|f - g| + |f - c|),
-            # which does not cancel however far f is.
-            a_farther = (from_a >= from_b)[..., None]
-            farther = jnp.where(a_farther, a[:, None, :], b[None, :, :])
-            nearer = jnp.where(a_farther, b[None, :, :], a[:, None, :])
-            total = distance + jnp.maximum(from_a, from_b)
-            safe = jnp.where(total > 0, total, 1.0)
-            pointing = ((farther - nearer) + (farther - center[None])) / safe[..., None]
-            lead = jnp.sum((center[None] - nearer) * pointing, axis=-1)
-            return jnp.where(total > 0, lead, 0.0) - jnp.minimum(from_a, from_b)
+            nearer = jnp.minimum(from_a[:, None], from_b[None, :])
+            farther = jnp.maximum(from_a[:, None], from_b[None, :])
+            total = nearer + farther + distance
+            # farther / total lies in [1/4, 1], so the product does not underflow.
+            share = farther / jnp.where(total > 0, total, 1.0)
+            return -nearer * share * alignment
 
         def mean_excess(a, b, exclude_diagonal):
             excess = _checks.map_row_blocks(excesses, a, b)
