@@ -138,9 +138,13 @@ def test_info_builtin_equal_weights(capsys):
 def test_plot_writes_png(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     output = tmp_path / "gmm.png"
-    status, _, err = run_main(capsys, "plot", "gmm40", "-o", str(output), "-n", "200")
+    status, out, err = run_main(capsys, "plot", "gmm40", "-o", str(output), "-n", "200")
     assert status == 0, err
+    assert out == f"wrote {output}\n"
     assert output.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    status, out, err = run_main(capsys, "plot", "gmm40", "-o", str(output), "--force", "--quiet")
+    assert status == 0, err
+    assert out == ""
 
 
 def test_plot_grid_for_higher_dimension(tmp_path, capsys):
@@ -236,6 +240,8 @@ def test_npz_that_is_not_a_zip(tmp_path, capsys):
          "-n/--n-samples: expected an integer in [0, 4294967295], got '1e12'"),
         (["sample", "gmm40", "-n", "10", "-o", "s.txt"], ".npz or .npy"),
         (["sample", "gmm40", "-n", "10", "-o", ".npy"], "needs a name before .npy"),
+        (["demo", "--out", "/proc/boltzkit-demo"],
+         "cannot create the --out directory /proc/boltzkit-demo"),
         (["sample", "gmm40", "-n", "10", "--seed", "-1", "-o", "s.npy"],
          "expected a seed in [0, 2**32), got '-1'"),
         (["sample", "gmm40", "-n", "10", "--seed", "nan", "-o", "s.npy"], "seed"),

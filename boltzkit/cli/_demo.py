@@ -59,7 +59,11 @@ def run(args: argparse.Namespace) -> None:
             f"{existing[0]} already exists ({len(existing)} demo files in {directory}); "
             "pass --force to replace them or choose another --out"
         )
-    os.makedirs(directory, exist_ok=True)
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise CommandError(f"cannot create the --out directory {directory}: {reason}") from None
 
     target = DiagonalGaussianMixture.create_gmm40()
     save_target(target, paths["params"], overwrite=args.force)

@@ -34,6 +34,7 @@ def register(subparsers) -> None:
     parser.add_argument("--seed", type=_common.seed_int, default=0, metavar="S",
                         help="seed of the samples (default: 0)")
     parser.add_argument("--force", action="store_true", help="replace FILE if it exists")
+    parser.add_argument("--quiet", action="store_true", help="print no summary")
     parser.set_defaults(run=run)
 
 
@@ -90,4 +91,5 @@ def run(args: argparse.Namespace) -> None:
     if target.dim > MAX_PLOTTED_DIMS:
         title += f" (first {MAX_PLOTTED_DIMS} of {target.dim} dimensions)"
     draw_target(target, samples, args.output, overwrite=args.force, title=title)
-    print(f"wrote {args.output}")
+    if not args.quiet:
+        print(f"wrote {args.output}")
