@@ -92,16 +92,16 @@ def has_large_coordinates(x, y):
 
 
 def scale_exponent(x, y):
-    """Return ``e >= 0`` such that squared distances of ``x * 2**-e`` and ``y * 2**-e`` sum without overflow.
+    """Return ``e`` such that squared distances of ``x * 2**-e`` and ``y * 2**-e`` sum without overflow.
 
-    ``e`` is 0 unless a coordinate reaches 2**32 or all are below 2**-32
-    (see :func:`tiny_shift`), so ordinary points are not touched. For large
-    coordinates the largest one is brought down only as far
-    as the sum of ``max(n, m)`` squared distances needs, which keeps the
-    squared distances of nearby points above the smallest normal float
-    unless coordinates exceed about 2**120 in float32. Scaling by a power of
-    two is exact, and W2 is homogeneous in the scale, so it is computed on
-    the scaled points and the result is scaled back exactly.
+    ``e`` is 0 unless a coordinate reaches 2**32, or all are below 2**-32
+    (then ``e < 0``, see :func:`tiny_shift`), so ordinary points are not
+    touched. Large coordinates are brought down only as far as the sum of
+    ``max(n, m)`` squared distances needs. For a few thousand points in a
+    few dimensions in float32, this keeps the squared distances of nearby
+    points above the smallest normal float unless coordinates exceed about
+    2**120. Scaling by a power of two is exact, and W2 is homogeneous in the
+    scale, so it is computed on the scaled points and scaled back exactly.
     """
     largest = jnp.maximum(jnp.max(jnp.abs(x)), jnp.max(jnp.abs(y)))
     _, exponent = jnp.frexp(largest)
