@@ -278,7 +278,7 @@ def test_usage_errors_are_one_line(tmp_path, capsys, monkeypatch, args, fragment
     ],
 )
 def test_unwritable_output_names_the_output(tmp_path, capsys, args):
-    # /proc does not let anyone create files, so the temporary file fails.
+    # /proc does not let anyone create files, so creating the temporary file fails.
     suffix = ".png" if args[0] == "plot" else ".npz"
     output = f"/proc/boltzkit-test{suffix}"
     status, _, err = run_main(capsys, *args, output)

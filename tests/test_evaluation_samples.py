@@ -261,7 +261,7 @@ def test_exact_w2_under_jit_is_nan_for_nan_rows():
 
 
 @pytest.mark.parametrize("size", [1e5, 1e20, 1e30, 3e38])
-def test_sample_metrics_of_far_points_match_float64(size):
+def test_far_points_match_float64(size):
     # A diverged sampler leaves a few points far out. Their squared
     # distances overflow float32, yet every metric is finite in float64.
     rng = np.random.default_rng(14)
@@ -290,7 +290,7 @@ def test_sample_metrics_of_far_points_match_float64(size):
 
 
 @pytest.mark.parametrize("metric", ["wasserstein2", "energy_distance", "mmd_squared"])
-def test_sample_metric_gradients_finite_for_far_points(metric):
+def test_far_point_gradients_finite(metric):
     x = jnp.array([[0.0, 0.0], [0.0, 0.0], [1e30, 1.0], [1e30, 1.0], [2.0, -1.0]])
     y = jnp.array([[1.0, 0.0], [0.0, 3.0], [2.0, 2.0], [-1.0, 0.0], [0.5, 0.5]])
     function = getattr(evaluation, metric)
@@ -316,7 +316,7 @@ def exact_energy_distance(x, y):
 
 
 @pytest.mark.parametrize("far", [(1e9, -1e9), (1e10, 1e10), (1e20, -1e20), (1e30, 0.0), (3e38, 3e38)])
-def test_energy_distance_one_far_row_matches_exact(far):
+def test_energy_distance_one_far_row(far):
     # The far row adds about its distance to sums that cancel, and the
     # energy distance stays near that of the other rows. Even float64 sums
     # lose it from about 1e20 on, so the reference uses 50 digits.
@@ -329,7 +329,7 @@ def test_energy_distance_one_far_row_matches_exact(far):
 
 
 @pytest.mark.parametrize("size", [1e20, 1e30])
-def test_exact_w2_with_shared_far_row(size):
+def test_exact_w2_shared_far_row(size):
     # The far rows pair up at cost 0, so W2 comes from the ordinary rows,
     # whose squared distances must not underflow when the points are scaled.
     rng = np.random.default_rng(16)
@@ -343,7 +343,7 @@ def test_exact_w2_with_shared_far_row(size):
     assert_close(evaluation.wasserstein2(x, y, method="exact"), expected, rtol=1e-5, atol=0)
 
 
-def test_energy_distance_far_rows_in_both_sets():
+def test_energy_distance_far_rows_both_sets():
     rng = np.random.default_rng(17)
     x = (rng.normal(size=(40, 2)) * 3.0).astype(np.float32)
     y = (rng.normal(size=(30, 2)) * 2.0 + 1.0).astype(np.float32)
@@ -354,7 +354,7 @@ def test_energy_distance_far_rows_in_both_sets():
 
 
 @pytest.mark.parametrize("scale", [2.0**-40, 2.0**-70])
-def test_sample_metrics_of_tiny_points_scale_exactly(scale):
+def test_tiny_points_scale_exactly(scale):
     # Squares of differences of such points fall below the smallest normal
     # float32. Every metric is homogeneous, so the values must scale with the points.
     rng = np.random.default_rng(18)

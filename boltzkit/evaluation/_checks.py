@@ -85,10 +85,14 @@ def log_densities(name: str, value: Any) -> jax.Array:
 _LARGE_COORDINATE = 2.0**32
 
 
+def _largest_coordinate(x, y):
+    """Return the largest absolute coordinate of ``x`` and ``y``."""
+    return jnp.maximum(jnp.max(jnp.abs(x)), jnp.max(jnp.abs(y)))
+
+
 def has_large_coordinates(x, y):
     """Return whether a coordinate of ``x`` or ``y`` reaches 2**32 in size."""
-    largest = jnp.maximum(jnp.max(jnp.abs(x)), jnp.max(jnp.abs(y)))
-    return largest >= _LARGE_COORDINATE
+    return _largest_coordinate(x, y) >= _LARGE_COORDINATE
 
 
 def scale_exponent(x, y):
@@ -103,7 +107,7 @@ def scale_exponent(x, y):
     2**120. Scaling by a power of two is exact, and W2 is homogeneous in the
     scale, so it is computed on the scaled points and scaled back exactly.
     """
-    largest = jnp.maximum(jnp.max(jnp.abs(x)), jnp.max(jnp.abs(y)))
+    largest = _largest_coordinate(x, y)
     _, exponent = jnp.frexp(largest)
     terms = 4 * x.shape[1] * max(x.shape[0], y.shape[0])
     headroom = (jnp.finfo(x.dtype).maxexp - 2 - math.ceil(math.log2(terms))) // 2
@@ -164,7 +168,7 @@ def tiny_shift(x, y):
     ``s`` is 0 unless every coordinate is below 2**-32 in size. Scaling by a
     power of two is exact.
     """
-    largest = jnp.maximum(jnp.max(jnp.abs(x)), jnp.max(jnp.abs(y)))
+    largest = _largest_coordinate(x, y)
     _, exponent = jnp.frexp(largest)
     return jnp.where((largest > 0) & (largest < _SMALL_COORDINATE), exponent, 0)
 
@@ -178,7 +182,7 @@ def far_shift(x, y):
     (see :func:`tiny_shift`). Otherwise ``s`` is 0. Scaling by a power of
     two is exact.
     """
-    largest = jnp.maximum(jnp.max(jnp.abs(x)), jnp.max(jnp.abs(y)))
+    largest = _largest_coordinate(x, y)
     _, exponent = jnp.frexp(largest)
     return jnp.where(exponent > 100, exponent - 100, tiny_shift(x, y))
 
